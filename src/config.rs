@@ -1,0 +1,239 @@
+//! Agent configuration: the raw command-line flags (each readable from a `WEFT_…` env var) and
+//! the validated [`AgentConfig`] built from them once at start-up.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::limits::Limits;
+
+/// Flags of `weft agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// Address the Kafka listener binds (one SO_REUSEPORT socket per shard).
+    #[arg(long, env = "WEFT_KAFKA_ADDR", default_value = "0.0.0.0:9092")]
+    pub kafka_addr: SocketAddr,
+
+    /// Host put in Metadata answers. Default: this host's private IPv4 address, or 127.0.0.1
+    /// when listening on loopback.
+    #[arg(long, env = "WEFT_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
+    /// Address of the HTTP server for health checks and metrics.
+    #[arg(long, env = "WEFT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Directory for the embedded metadata store and the default object store.
+    #[arg(long, env = "WEFT_DATA_DIR", default_value = "./weft-data")]
+    pub data_dir: PathBuf,
+
+    /// Object store URL: `file://DIR` or `mem://NAME`. Default: `file://<data-dir>/objects`.
+    #[arg(long, env = "WEFT_BUCKET_URL")]
+    pub bucket_url: Option<String>,
+
+    /// Metadata store URL: `sqlite://PATH`. Default: `sqlite://<data-dir>/metadata.db`.
+    #[arg(long, env = "WEFT_METADATA_URL")]
+    pub metadata_url: Option<String>,
+
+    /// Shards (cores) to run, one glommio executor each. Default: every available core.
+    #[arg(long, env = "WEFT_CORES")]
+    pub cores: Option<usize>,
+
+    /// Longest a produce request waits in the open segment before it is flushed, e.g. `5ms`,
+    /// `250ms`, `1s`. A segment is also flushed at once when no upload is in flight.
+    #[arg(long, env = "WEFT_BATCH_TIMEOUT", default_value = "5ms", value_parser = parse_duration)]
+    pub batch_timeout: Duration,
+
+    /// A shard's open segment is flushed once it holds this many bytes.
+    #[arg(long, env = "WEFT_SEGMENT_BYTES_TARGET", default_value_t = 8 * 1024 * 1024)]
+    pub segment_bytes_target: usize,
+
+    /// Segment uploads a shard may have in flight at once.
+    #[arg(long, env = "WEFT_UPLOADS_INFLIGHT_MAX", default_value_t = 4)]
+    pub uploads_inflight_max: usize,
+
+    /// Create unknown topics on Metadata and Produce requests.
+    #[arg(long, env = "WEFT_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partitions of auto-created topics, and of CreateTopics requests that ask for the default.
+    #[arg(long, env = "WEFT_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+
+    /// `retention.ms` of topics that do not set it (-1: keep forever).
+    #[arg(long, env = "WEFT_DEFAULT_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub default_retention_ms: i64,
+
+    /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes).
+    #[arg(long, env = "WEFT_REQUEST_BYTES_MAX", default_value_t = 100 * 1024 * 1024)]
+    pub request_bytes_max: usize,
+
+    /// Bytes of segment data each shard keeps cached for fetches.
+    #[arg(long, env = "WEFT_FETCH_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub fetch_cache_bytes: usize,
+}
+
+/// Parses `250ms`, `5s`, `1m` or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "ms"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration such as 250ms or 1s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "us" => Ok(Duration::from_micros(n)),
+        _ => Err(format!("'{s}': unknown unit '{unit}' (use us, ms, s or m)")),
+    }
+}
+
+/// The validated configuration every shard reads.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub kafka_addr: SocketAddr,
+    pub advertise_host: String,
+    pub advertise_port: u16,
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub bucket_url: String,
+    pub metadata_url: String,
+    pub cores: usize,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub default_retention_ms: i64,
+    /// The id this agent answers with in Metadata (one agent for now).
+    pub node_id: i32,
+    pub limits: Limits,
+}
+
+impl AgentConfig {
+    pub fn from_args(args: &AgentArgs) -> Result<AgentConfig, String> {
+        let mut limits = Limits::production();
+        limits.batch_timeout = args.batch_timeout;
+        limits.segment_bytes_target = args.segment_bytes_target;
+        limits.uploads_inflight_max = args.uploads_inflight_max;
+        limits.request_bytes_max = args.request_bytes_max;
+        limits.fetch_cache_bytes_max = args.fetch_cache_bytes;
+        if limits.uploads_inflight_max == 0 {
+            return Err("--uploads-inflight-max must be at least 1".into());
+        }
+        if limits.segment_bytes_target == 0 {
+            return Err("--segment-bytes-target must be at least 1".into());
+        }
+        if args.default_partitions < 1 || args.default_partitions > limits.topic_partitions_max {
+            return Err(format!(
+                "--default-partitions must be between 1 and {}",
+                limits.topic_partitions_max
+            ));
+        }
+        let available = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let cores = args.cores.unwrap_or(available);
+        if cores == 0 {
+            return Err("--cores must be at least 1".into());
+        }
+        let data_dir = args.data_dir.clone();
+        let bucket_url = args
+            .bucket_url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        let metadata_url = args
+            .metadata_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        let advertise_host = match &args.advertise_host {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ => default_advertise_host(args.kafka_addr.ip()),
+        };
+        Ok(AgentConfig {
+            kafka_addr: args.kafka_addr,
+            advertise_host,
+            advertise_port: args.kafka_addr.port(),
+            http_addr: args.http_addr,
+            data_dir,
+            bucket_url,
+            metadata_url,
+            cores,
+            auto_create_topics: args.auto_create_topics,
+            default_partitions: args.default_partitions,
+            default_retention_ms: args.default_retention_ms,
+            node_id: 0,
+            limits,
+        })
+    }
+}
+
+/// The host to advertise when none is configured: the listen address when it is a specific
+/// one, 127.0.0.1 on loopback, else the first private IPv4 address of this host.
+fn default_advertise_host(listen: IpAddr) -> String {
+    if listen.is_loopback() {
+        return Ipv4Addr::LOCALHOST.to_string();
+    }
+    if !listen.is_unspecified() {
+        return listen.to_string();
+    }
+    private_ipv4()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| Ipv4Addr::LOCALHOST.to_string())
+}
+
+/// First RFC 1918 IPv4 address on an interface that is up, else the first non-loopback one.
+fn private_ipv4() -> Option<Ipv4Addr> {
+    let mut found = Vec::new();
+    // SAFETY: getifaddrs fills a linked list that we walk read-only and free exactly once.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return None;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
+            if up && !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found.push(ip);
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    found
+        .iter()
+        .copied()
+        .find(|ip| ip.is_private())
+        .or_else(|| found.first().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_millis(7));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn loopback_advertises_loopback() {
+        assert_eq!(
+            default_advertise_host("127.0.0.1".parse().unwrap()),
+            "127.0.0.1"
+        );
+        assert_eq!(default_advertise_host("10.1.2.3".parse().unwrap()), "10.1.2.3");
+    }
+}

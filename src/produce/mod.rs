@@ -1,0 +1,277 @@
+//! The produce path of one shard: validated batches go into the shard's open segment, which is
+//! flushed on size, on age, or at once when no upload is in flight. A flush PUTs the segment,
+//! then one metadata transaction assigns offsets for every batch in it, and only then are the
+//! producers answered.
+//!
+//! Uploads run concurrently (up to `uploads_inflight_max`), but commits happen in the order the
+//! segments were sealed, so requests pipelined on one connection keep their order in each
+//! partition.
+
+pub mod batcher;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use event_listener::Event;
+use futures::channel::oneshot;
+
+use crate::fetch::cache::ChunkCache;
+use crate::limits::Limits;
+use crate::metadata::{ChunkCommit, MetadataClient, MetadataError, SegmentCommit};
+use crate::object_store::{ObjectStore, ObjectStoreError};
+use crate::segment;
+pub use batcher::{Append, FlushReason, Policy, Slot};
+use batcher::{Batcher, Sealed};
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum ProduceError {
+    #[error("object store write failed: {0}")]
+    Storage(String),
+    #[error("metadata commit failed: {0}")]
+    Metadata(MetadataError),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+}
+
+/// The answer to one appended request: for each of its batches, in order, the base offset it
+/// was given (`None` if its partition vanished before the commit), and the log-append time.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub base_offsets: Vec<Option<i64>>,
+    pub log_append_time_ms: i64,
+}
+
+type Reply = oneshot::Sender<Result<Appended, ProduceError>>;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One shard's batcher and uploader.
+pub struct ShardProducer {
+    shard_id: usize,
+    batcher: RefCell<Batcher<Reply>>,
+    store: Rc<dyn ObjectStore>,
+    metadata: MetadataClient,
+    cache: Rc<ChunkCache>,
+    buffer_bytes_max: usize,
+    /// Bytes held by the open segment and by uploads not yet committed.
+    buffered_bytes: Cell<usize>,
+    uploads_inflight: Cell<usize>,
+    timer_armed: Cell<bool>,
+    next_seal_seq: Cell<u64>,
+    next_commit_seq: Cell<u64>,
+    stopping: Cell<bool>,
+    /// Notified whenever an upload finishes: frees buffer space, passes the commit turn, and
+    /// lets a draining shutdown see the shard go idle.
+    upload_done: Event,
+}
+
+impl ShardProducer {
+    pub fn new(
+        shard_id: usize,
+        limits: &Limits,
+        store: Rc<dyn ObjectStore>,
+        metadata: MetadataClient,
+        cache: Rc<ChunkCache>,
+    ) -> Rc<ShardProducer> {
+        Rc::new(ShardProducer {
+            shard_id,
+            batcher: RefCell::new(Batcher::new(Policy {
+                segment_bytes_target: limits.segment_bytes_target,
+                batch_timeout: limits.batch_timeout,
+                uploads_inflight_max: limits.uploads_inflight_max,
+                flush_when_idle: true,
+            })),
+            store,
+            metadata,
+            cache,
+            buffer_bytes_max: limits.shard_produce_buffer_bytes_max,
+            buffered_bytes: Cell::new(0),
+            uploads_inflight: Cell::new(0),
+            timer_armed: Cell::new(false),
+            next_seal_seq: Cell::new(0),
+            next_commit_seq: Cell::new(0),
+            stopping: Cell::new(false),
+            upload_done: Event::new(),
+        })
+    }
+
+    /// Appends one request's batches and waits until they are durable and committed.
+    pub async fn append(self: &Rc<Self>, appends: Vec<Append>) -> Result<Appended, ProduceError> {
+        let bytes: usize = appends.iter().map(|a| a.batch.len()).sum();
+        // Backpressure: wait while the shard holds too much unflushed data. A lone request
+        // larger than the whole budget still goes through once the shard is empty.
+        loop {
+            if self.stopping.get() {
+                return Err(ProduceError::ShuttingDown);
+            }
+            let held = self.buffered_bytes.get();
+            if held == 0 || held + bytes <= self.buffer_bytes_max {
+                break;
+            }
+            let listener = self.upload_done.listen();
+            if self.buffered_bytes.get() == held {
+                listener.await;
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.buffered_bytes.set(self.buffered_bytes.get() + bytes);
+        self.batcher
+            .borrow_mut()
+            .append(Instant::now(), appends, tx);
+        self.pump();
+        rx.await.unwrap_or(Err(ProduceError::ShuttingDown))
+    }
+
+    /// Starts every flush that is due, and arms the age timer for what remains.
+    fn pump(self: &Rc<Self>) {
+        loop {
+            let now = Instant::now();
+            let sealed = {
+                let mut b = self.batcher.borrow_mut();
+                match b.flush_due(now, self.uploads_inflight.get()) {
+                    Some(reason) => b.seal(now, reason),
+                    None => None,
+                }
+            };
+            let Some(sealed) = sealed else { break };
+            self.start_upload(sealed);
+        }
+        let deadline = self.batcher.borrow().deadline();
+        if let Some(deadline) = deadline {
+            if !self.timer_armed.replace(true) {
+                let this = self.clone();
+                glommio::spawn_local(async move {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    glommio::timer::sleep(wait).await;
+                    this.timer_armed.set(false);
+                    this.pump();
+                })
+                .detach();
+            }
+        }
+    }
+
+    fn start_upload(self: &Rc<Self>, sealed: Sealed<Reply>) {
+        let seq = self.next_seal_seq.get();
+        self.next_seal_seq.set(seq + 1);
+        self.uploads_inflight.set(self.uploads_inflight.get() + 1);
+        tracing::trace!(
+            shard = self.shard_id,
+            seq,
+            bytes = sealed.bytes,
+            reason = ?sealed.reason,
+            age_us = sealed.age.as_micros() as u64,
+            "flushing segment"
+        );
+        let this = self.clone();
+        glommio::spawn_local(async move {
+            this.upload(seq, sealed).await;
+        })
+        .detach();
+    }
+
+    async fn upload(self: Rc<Self>, seq: u64, sealed: Sealed<Reply>) {
+        let created_ms = now_ms();
+        let encoded = segment::encode(created_ms, &sealed.chunks);
+        let key = segment::object_key(self.shard_id, created_ms);
+        let put = self.store.put(&key, encoded.bytes.clone()).await;
+
+        // Commit in seal order, whatever order the PUTs finished in.
+        while self.next_commit_seq.get() != seq {
+            let listener = self.upload_done.listen();
+            if self.next_commit_seq.get() != seq {
+                listener.await;
+            }
+        }
+        let outcome = match put {
+            Err(e) => Err(storage_error(&key, e)),
+            Ok(()) => {
+                let commit = SegmentCommit {
+                    object_key: key.clone(),
+                    size_bytes: encoded.bytes.len() as u64,
+                    created_ms,
+                    chunks: encoded
+                        .chunks
+                        .iter()
+                        .map(|c| ChunkCommit {
+                            topic_id: c.topic_id,
+                            partition: c.partition,
+                            byte_pos: c.byte_pos,
+                            byte_len: c.byte_len,
+                            crc32c: c.crc32c,
+                            offset_count: c.offset_count,
+                            max_timestamp_ms: c.max_timestamp_ms,
+                        })
+                        .collect(),
+                };
+                self.metadata
+                    .commit_segment(commit)
+                    .await
+                    .map_err(ProduceError::Metadata)
+            }
+        };
+        self.next_commit_seq.set(seq + 1);
+        self.uploads_inflight.set(self.uploads_inflight.get() - 1);
+        self.buffered_bytes
+            .set(self.buffered_bytes.get() - sealed.bytes);
+
+        match outcome {
+            Ok(committed) => {
+                // Tailing consumers read what was just uploaded from memory, not from a GET.
+                for c in &encoded.chunks {
+                    let range = c.byte_pos as usize..c.byte_pos as usize + c.byte_len as usize;
+                    self.cache
+                        .insert(&key, c.byte_pos, encoded.bytes.slice(range));
+                }
+                for (reply, slots) in sealed.waiters {
+                    let base_offsets = slots
+                        .iter()
+                        .map(|s| {
+                            committed.base_offsets[s.chunk].map(|b| b + i64::from(s.offset_in_chunk))
+                        })
+                        .collect();
+                    let _ = reply.send(Ok(Appended {
+                        base_offsets,
+                        log_append_time_ms: committed.commit_time_ms,
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = self.shard_id, key, error = %e, "segment not committed; producers get a retriable error");
+                for (reply, _) in sealed.waiters {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        self.upload_done.notify(usize::MAX);
+        self.pump();
+    }
+
+    /// Flushes what is open and waits for every upload to finish. New appends are refused.
+    pub async fn drain(self: &Rc<Self>) {
+        let sealed = self
+            .batcher
+            .borrow_mut()
+            .seal(Instant::now(), FlushReason::Shutdown);
+        if let Some(sealed) = sealed {
+            self.start_upload(sealed);
+        }
+        self.stopping.set(true);
+        while self.uploads_inflight.get() > 0 {
+            let listener = self.upload_done.listen();
+            if self.uploads_inflight.get() > 0 {
+                listener.await;
+            }
+        }
+    }
+}
+
+fn storage_error(key: &str, e: ObjectStoreError) -> ProduceError {
+    ProduceError::Storage(format!("PUT {key}: {e}"))
+}

@@ -1,0 +1,93 @@
+//! One client connection, served by one shard for its whole life.
+//!
+//! A reader task splits frames and starts a handler task per request; a writer task awaits the
+//! handlers in arrival order and writes their responses, so pipelined requests are answered in
+//! order. A bounded queue between them caps the requests in flight per connection. Malformed
+//! input, an oversized frame or an unsupported API closes this connection only.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::Task;
+
+use crate::protocol::frame::FrameReader;
+use crate::server::dispatch::{self, Disconnect};
+use crate::shard::Shard;
+
+type Pending = Task<Result<Option<Bytes>, Disconnect>>;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+    }
+    let (mut reader, mut writer) = stream.split();
+    let (queue_tx, queue_rx) =
+        local_channel::new_bounded::<Pending>(shard.config.limits.connection_inflight_requests_max);
+
+    let writer_task = glommio::spawn_local(async move {
+        while let Some(pending) = queue_rx.recv().await {
+            match pending.await {
+                Ok(Some(response)) => {
+                    if let Err(e) = writer.write_all(&response).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing");
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "closing connection");
+                    break;
+                }
+            }
+        }
+        let _ = writer.close().await;
+    });
+
+    let mut frames = FrameReader::new(shard.config.limits.request_bytes_max);
+    'read: loop {
+        loop {
+            let frame = match frames.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "bad frame; closing connection");
+                    break 'read;
+                }
+            };
+            let task: Pending = match dispatch::parse(frame) {
+                Ok(req) => {
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move { dispatch::handle(&shard, req).await })
+                }
+                Err(e) => glommio::spawn_local(async move { Err(e) }),
+            };
+            if queue_tx.send(task).await.is_err() {
+                break 'read;
+            }
+        }
+        let space = match frames.read_space() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "bad frame; closing connection");
+                break;
+            }
+        };
+        let space_len = space.len();
+        match shard.shutdown.or_stop(reader.read(space)).await {
+            Some(Ok(0)) => break,
+            Some(Ok(n)) => frames.filled(space_len, n),
+            Some(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "read failed; closing");
+                break;
+            }
+            // Stop reading; what is already queued is still answered.
+            None => break,
+        }
+    }
+    drop(queue_tx);
+    writer_task.await;
+}

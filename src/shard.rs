@@ -1,0 +1,100 @@
+//! Everything one shard owns: its configuration copy, store handles, topic cache, producer,
+//! fetch cache and watermarks. Built once when the shard's executor starts; handlers reach it
+//! through an `Rc<Shard>` and never share it with another core.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use event_listener::Event;
+
+use crate::config::AgentConfig;
+use crate::fetch::cache::ChunkCache;
+use crate::fetch::Watermarks;
+use crate::metadata::MetadataClient;
+use crate::object_store::ObjectStore;
+use crate::produce::ShardProducer;
+use crate::topics::TopicCache;
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Rc<AgentConfig>,
+    pub metadata: MetadataClient,
+    pub store: Rc<dyn ObjectStore>,
+    pub topics: TopicCache,
+    pub producer: Rc<ShardProducer>,
+    pub cache: Rc<ChunkCache>,
+    pub watermarks: Watermarks,
+    pub cluster_id: String,
+    pub shutdown: Shutdown,
+}
+
+/// The shard's stop signal: set once, awaited by the accept loop and every connection.
+#[derive(Default)]
+pub struct Shutdown {
+    stopping: Cell<bool>,
+    event: Event,
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.stopping.set(true);
+        self.event.notify(usize::MAX);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Runs `fut` unless the shard starts stopping first (`None` then).
+    pub async fn or_stop<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        match futures::future::select(std::pin::pin!(fut), std::pin::pin!(self.wait())).await {
+            futures::future::Either::Left((v, _)) => Some(v),
+            futures::future::Either::Right(_) => None,
+        }
+    }
+
+    /// Resolves once the shard is stopping.
+    pub async fn wait(&self) {
+        loop {
+            if self.stopping.get() {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.stopping.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Rc<AgentConfig>,
+        metadata: MetadataClient,
+        store: Rc<dyn ObjectStore>,
+        cluster_id: String,
+    ) -> Rc<Shard> {
+        let cache = Rc::new(ChunkCache::new(config.limits.fetch_cache_bytes_max));
+        let producer = ShardProducer::new(
+            id,
+            &config.limits,
+            store.clone(),
+            metadata.clone(),
+            cache.clone(),
+        );
+        Rc::new(Shard {
+            id,
+            topics: TopicCache::new(config.clone(), metadata.clone()),
+            config,
+            metadata,
+            store,
+            producer,
+            cache,
+            watermarks: Watermarks::default(),
+            cluster_id,
+            shutdown: Shutdown::default(),
+        })
+    }
+}
