@@ -25,7 +25,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     _header: &RequestHeader,
     req: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
@@ -35,8 +35,10 @@ pub async fn handle(
             let mut pr = ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
                 .with_timestamp(-1)
-                .with_offset(-1)
-                .with_leader_epoch(0);
+                .with_offset(-1);
+            if version >= 4 {
+                pr.leader_epoch = 0;
+            }
             match &topic {
                 Ok(Some(info))
                     if p.partition_index >= 0
