@@ -19,7 +19,7 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
-    /// Address of the HTTP server for health checks and metrics.
+    /// Address of the HTTP server for health checks (`/healthz`, `/readyz`).
     #[arg(long, env = "WEFT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
