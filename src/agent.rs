@@ -66,7 +66,10 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
                     std::process::exit(130);
                 }
                 stopping = true;
-                tracing::info!(signal = sig, "stopping: draining connections and flushing segments");
+                tracing::info!(
+                    signal = sig,
+                    "stopping: draining connections and flushing segments"
+                );
                 stop.stop();
             }
         })
@@ -189,10 +192,17 @@ async fn serve_shard(
     // Stopping: connections answer what they have queued, then open segments are flushed.
     let drain = shard.config.limits.shutdown_drain;
     if !within(drain, connections.drained()).await {
-        tracing::warn!(shard = shard.id, open = connections.open(), "connections still open after the drain period");
+        tracing::warn!(
+            shard = shard.id,
+            open = connections.open(),
+            "connections still open after the drain period"
+        );
     }
     if !within(drain, shard.producer.drain()).await {
-        tracing::warn!(shard = shard.id, "uploads still in flight after the drain period");
+        tracing::warn!(
+            shard = shard.id,
+            "uploads still in flight after the drain period"
+        );
     }
 }
 

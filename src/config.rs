@@ -196,8 +196,7 @@ fn private_ipv4() -> Option<Ipv4Addr> {
         while !cur.is_null() {
             let ifa = &*cur;
             let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
-            if up && !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET
-            {
+            if up && !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
                 let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
                 if !ip.is_loopback() {
@@ -234,6 +233,9 @@ mod tests {
             default_advertise_host("127.0.0.1".parse().unwrap()),
             "127.0.0.1"
         );
-        assert_eq!(default_advertise_host("10.1.2.3".parse().unwrap()), "10.1.2.3");
+        assert_eq!(
+            default_advertise_host("10.1.2.3".parse().unwrap()),
+            "10.1.2.3"
+        );
     }
 }

@@ -132,18 +132,13 @@ pub fn effective_topic_configs(
 pub fn topic_config_default(name: &str, config: &AgentConfig) -> (String, ConfigSource) {
     let builtin = |v: &str| (v.to_string(), ConfigSource::Default);
     match name {
-        "retention.ms" => (
-            config.default_retention_ms.to_string(),
-            ConfigSource::Agent,
-        ),
+        "retention.ms" => (config.default_retention_ms.to_string(), ConfigSource::Agent),
         "max.message.bytes" => builtin(&config.limits.message_bytes_max_default.to_string()),
         "cleanup.policy" => builtin("delete"),
         "compression.type" => builtin("producer"),
         "delete.retention.ms" => builtin("86400000"),
         "file.delete.delay.ms" => builtin("60000"),
-        "flush.messages" | "flush.ms" | "max.compaction.lag.ms" => {
-            builtin(&i64::MAX.to_string())
-        }
+        "flush.messages" | "flush.ms" | "max.compaction.lag.ms" => builtin(&i64::MAX.to_string()),
         "index.interval.bytes" => builtin("4096"),
         "message.timestamp.type" => builtin("CreateTime"),
         "min.cleanable.dirty.ratio" => builtin("0.5"),
@@ -223,10 +218,7 @@ impl TopicCache {
             }
         }
         let owned = name.to_string();
-        let found = self
-            .metadata
-            .call(move |b| b.topic_by_name(&owned))
-            .await?;
+        let found = self.metadata.call(move |b| b.topic_by_name(&owned)).await?;
         match found {
             Some(info) => Ok(Some(self.remember(info))),
             None if auto_create && crate::protocol::topic_name::validate(name).is_ok() => {
@@ -245,12 +237,14 @@ impl TopicCache {
         let partitions = self.config.default_partitions;
         let created = self
             .metadata
-            .call(move |b| match b.create_topic(&owned, partitions, &BTreeMap::new()) {
-                Err(MetadataError::TopicExists(_)) => b
-                    .topic_by_name(&owned)?
-                    .ok_or(MetadataError::UnknownTopicOrPartition),
-                other => other,
-            })
+            .call(
+                move |b| match b.create_topic(&owned, partitions, &BTreeMap::new()) {
+                    Err(MetadataError::TopicExists(_)) => b
+                        .topic_by_name(&owned)?
+                        .ok_or(MetadataError::UnknownTopicOrPartition),
+                    other => other,
+                },
+            )
             .await?;
         tracing::info!(topic = name, partitions, "auto-created topic");
         Ok(self.remember(created))

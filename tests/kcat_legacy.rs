@@ -42,13 +42,31 @@ fn librdkafka_2_0_kcat_produces_and_consumes() {
     let input = lines.join("\n") + "\n";
     // Auto-created on first use; snappy batches pass through untouched.
     kcat(
-        &["-b", &b, "-P", "-t", "legacy", "-p", "0", "-z", "snappy", "-X", "acks=all"],
+        &[
+            "-b", &b, "-P", "-t", "legacy", "-p", "0", "-z", "snappy", "-X", "acks=all",
+        ],
         Some(&input),
     );
-    kcat(&["-b", &b, "-P", "-t", "legacy", "-p", "0"], Some("tail-1\ntail-2\n"));
+    kcat(
+        &["-b", &b, "-P", "-t", "legacy", "-p", "0"],
+        Some("tail-1\ntail-2\n"),
+    );
 
     let out = kcat(
-        &["-b", &b, "-C", "-t", "legacy", "-p", "0", "-o", "beginning", "-e", "-f", "%o:%s\n"],
+        &[
+            "-b",
+            &b,
+            "-C",
+            "-t",
+            "legacy",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%o:%s\n",
+        ],
         None,
     );
     let got: Vec<&str> = out.lines().collect();
@@ -61,11 +79,16 @@ fn librdkafka_2_0_kcat_produces_and_consumes() {
 
     let md = kcat(&["-b", &b, "-L", "-t", "legacy"], None);
     assert!(md.contains("topic \"legacy\" with 1 partitions"), "{md}");
-    assert!(md.contains(&format!("broker 0 at 127.0.0.1:{}", agent.port)), "{md}");
+    assert!(
+        md.contains(&format!("broker 0 at 127.0.0.1:{}", agent.port)),
+        "{md}"
+    );
 
     // Consuming from the end by a relative offset exercises ListOffsets.
     let out = kcat(
-        &["-b", &b, "-C", "-t", "legacy", "-p", "0", "-o", "-2", "-e", "-f", "%o:%s\n"],
+        &[
+            "-b", &b, "-C", "-t", "legacy", "-p", "0", "-o", "-2", "-e", "-f", "%o:%s\n",
+        ],
         None,
     );
     assert_eq!(out, "300:tail-1\n301:tail-2\n");

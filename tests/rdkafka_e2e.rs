@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use common::Agent;
 use futures::executor::block_on;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -83,8 +82,9 @@ fn produce_all(p: &FutureProducer, topic: &str, recs: &[Rec]) -> Vec<(i32, i64)>
             });
         }
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).partition(r.partition).headers(headers.clone());
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .partition(r.partition)
+                .headers(headers.clone());
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
@@ -208,7 +208,10 @@ fn hundred_k_over_eight_partitions(acks: &str) {
         let mut next: HashMap<i32, i64> = HashMap::new();
         for (partition, offset) in &acked {
             let n = next.entry(*partition).or_default();
-            assert_eq!(*offset, *n, "acks={acks}: partition {partition} offsets in order");
+            assert_eq!(
+                *offset, *n,
+                "acks={acks}: partition {partition} offsets in order"
+            );
             *n += 1;
         }
     }
@@ -255,7 +258,11 @@ fn keys_headers_and_timestamps_round_trip_byte_exact() {
             },
             headers: (0..(i % 4))
                 .map(|h| {
-                    let v = if h == 1 { None } else { Some(vec![h as u8, 0, 255]) };
+                    let v = if h == 1 {
+                        None
+                    } else {
+                        Some(vec![h as u8, 0, 255])
+                    };
                     (format!("h{h}-ü"), v)
                 })
                 .collect(),
@@ -266,8 +273,16 @@ fn keys_headers_and_timestamps_round_trip_byte_exact() {
     produce_all(&p, "exact", &sent);
     let got = consume_all(&agent, "exact", 2, sent.len());
     for part in 0..2 {
-        let want: Vec<_> = sent.iter().filter(|r| r.partition == part).cloned().collect();
-        let mut have: Vec<_> = got.iter().filter(|(_, r)| r.partition == part).cloned().collect();
+        let want: Vec<_> = sent
+            .iter()
+            .filter(|r| r.partition == part)
+            .cloned()
+            .collect();
+        let mut have: Vec<_> = got
+            .iter()
+            .filter(|(_, r)| r.partition == part)
+            .cloned()
+            .collect();
         have.sort_by_key(|(o, _)| *o);
         let have: Vec<Rec> = have.into_iter().map(|(_, r)| r).collect();
         assert_eq!(want, have, "partition {part} records byte-exact");
@@ -314,7 +329,8 @@ fn acknowledged_records_survive_kill_9_and_restart() {
     };
     agent.restart();
     let got = consume_all(&agent, "durable", 4, sent.len());
-    let by_pos: HashMap<(i32, i64), &Rec> = got.iter().map(|(o, r)| ((r.partition, *o), r)).collect();
+    let by_pos: HashMap<(i32, i64), &Rec> =
+        got.iter().map(|(o, r)| ((r.partition, *o), r)).collect();
     for (rec, (partition, offset)) in sent.iter().zip(&acked) {
         let stored = by_pos
             .get(&(*partition, *offset))
@@ -325,7 +341,10 @@ fn acknowledged_records_survive_kill_9_and_restart() {
     let p = producer(&agent, &[("acks", "all")]);
     let more = produce_all(&p, "durable", &simple_records(4, 4));
     for (partition, offset) in more {
-        assert_eq!(offset, 5000, "partition {partition} continues after the restart");
+        assert_eq!(
+            offset, 5000,
+            "partition {partition} continues after the restart"
+        );
     }
 }
 
@@ -364,7 +383,10 @@ fn topic_admin() {
         &opts,
     ))
     .unwrap();
-    assert_eq!(bad[0].as_ref().unwrap_err().1, RDKafkaErrorCode::InvalidTopic);
+    assert_eq!(
+        bad[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::InvalidTopic
+    );
 
     // Partitions grow, never shrink.
     let grown = block_on(a.create_partitions([&NewPartitions::new("admin-a", 5)], &opts)).unwrap();
@@ -381,18 +403,22 @@ fn topic_admin() {
     assert_eq!(md.topics()[0].partitions().len(), 5);
 
     // Configs: the override and real defaults.
-    let configs = block_on(a.describe_configs([&ResourceSpecifier::Topic("admin-a")], &opts))
-        .unwrap();
+    let configs =
+        block_on(a.describe_configs([&ResourceSpecifier::Topic("admin-a")], &opts)).unwrap();
     let resource = configs[0].as_ref().expect("topic configs");
     let retention = resource.get("retention.ms").expect("retention.ms");
     assert_eq!(retention.value.as_deref(), Some("1234"));
     assert!(!retention.is_default);
-    let max_bytes = resource.get("max.message.bytes").expect("max.message.bytes");
+    let max_bytes = resource
+        .get("max.message.bytes")
+        .expect("max.message.bytes");
     assert_eq!(max_bytes.value.as_deref(), Some("1048588"));
     let broker = block_on(a.describe_configs([&ResourceSpecifier::Broker(0)], &opts)).unwrap();
     let broker = broker[0].as_ref().expect("broker configs");
     assert_eq!(
-        broker.get("num.partitions").and_then(|e| e.value.as_deref()),
+        broker
+            .get("num.partitions")
+            .and_then(|e| e.value.as_deref()),
         Some("1")
     );
 

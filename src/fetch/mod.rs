@@ -71,8 +71,8 @@ pub fn assemble(
             continue;
         }
         let len = range.len();
-        let fits = added + len <= budget;
-        if !fits && !(min_one && added == 0) {
+        let first_batch_exception = min_one && added == 0;
+        if added + len > budget && !first_batch_exception {
             return Ok((added, true));
         }
         let start = out.len();
@@ -167,6 +167,9 @@ mod tests {
     fn past_the_chunk_returns_nothing() {
         let c = chunk();
         let mut out = BytesMut::new();
-        assert_eq!(assemble(&c, 10, 16, 1000, true, &mut out).unwrap(), (0, false));
+        assert_eq!(
+            assemble(&c, 10, 16, 1000, true, &mut out).unwrap(),
+            (0, false)
+        );
     }
 }

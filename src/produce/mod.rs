@@ -233,7 +233,8 @@ impl ShardProducer {
                     let base_offsets = slots
                         .iter()
                         .map(|s| {
-                            committed.base_offsets[s.chunk].map(|b| b + i64::from(s.offset_in_chunk))
+                            committed.base_offsets[s.chunk]
+                                .map(|b| b + i64::from(s.offset_in_chunk))
                         })
                         .collect();
                     let _ = reply.send(Ok(Appended {

@@ -23,24 +23,63 @@ pub struct ApiSpec {
 /// agent can answer fully.
 pub const APIS: &[ApiSpec] = &[
     // v10+ only add leader-discovery tags for moved partitions, which never move here.
-    ApiSpec { key: ApiKey::Produce, min: 3, max: 9 },
+    ApiSpec {
+        key: ApiKey::Produce,
+        min: 3,
+        max: 9,
+    },
     // v13+ address topics by id only; clients fall back to names at v12.
-    ApiSpec { key: ApiKey::Fetch, min: 4, max: 12 },
+    ApiSpec {
+        key: ApiKey::Fetch,
+        min: 4,
+        max: 12,
+    },
     // v8+ add tiered-storage offset specs that have no meaning here.
-    ApiSpec { key: ApiKey::ListOffsets, min: 1, max: 7 },
-    ApiSpec { key: ApiKey::Metadata, min: 0, max: 12 },
-    ApiSpec { key: ApiKey::ApiVersions, min: 0, max: 4 },
-    ApiSpec { key: ApiKey::CreateTopics, min: 2, max: 7 },
-    ApiSpec { key: ApiKey::DeleteTopics, min: 1, max: 6 },
-    ApiSpec { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
-    ApiSpec { key: ApiKey::CreatePartitions, min: 0, max: 3 },
+    ApiSpec {
+        key: ApiKey::ListOffsets,
+        min: 1,
+        max: 7,
+    },
+    ApiSpec {
+        key: ApiKey::Metadata,
+        min: 0,
+        max: 12,
+    },
+    ApiSpec {
+        key: ApiKey::ApiVersions,
+        min: 0,
+        max: 4,
+    },
+    ApiSpec {
+        key: ApiKey::CreateTopics,
+        min: 2,
+        max: 7,
+    },
+    ApiSpec {
+        key: ApiKey::DeleteTopics,
+        min: 1,
+        max: 6,
+    },
+    ApiSpec {
+        key: ApiKey::DescribeConfigs,
+        min: 1,
+        max: 4,
+    },
+    ApiSpec {
+        key: ApiKey::CreatePartitions,
+        min: 0,
+        max: 3,
+    },
     // v2 adds fenced-broker reporting for KRaft controllers.
-    ApiSpec { key: ApiKey::DescribeCluster, min: 0, max: 1 },
+    ApiSpec {
+        key: ApiKey::DescribeCluster,
+        min: 0,
+        max: 1,
+    },
 ];
 
 pub fn supported(key: ApiKey, version: i16) -> bool {
-    APIS
-        .iter()
+    APIS.iter()
         .any(|a| a.key == key && (a.min..=a.max).contains(&version))
 }
 
@@ -93,9 +132,8 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
 
 /// Decodes a request body, turning a codec failure into a disconnect.
 pub fn decode<T: Decodable>(req: &mut Request) -> Result<T, Disconnect> {
-    T::decode(&mut req.body, req.version).map_err(|e| {
-        Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version))
-    })
+    T::decode(&mut req.body, req.version)
+        .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))
 }
 
 /// Frames a response: size, header, body.
@@ -126,7 +164,13 @@ pub async fn handle(shard: &Rc<Shard>, mut req: Request) -> Result<Option<Bytes>
         ($module:ident) => {{
             let body = decode(&mut req)?;
             let resp = handlers::$module::handle(shard, &req.header, body, version).await;
-            Ok(Some(encode(req.key, version, version, correlation_id, &resp)?))
+            Ok(Some(encode(
+                req.key,
+                version,
+                version,
+                correlation_id,
+                &resp,
+            )?))
         }};
     }
     match req.key {
@@ -144,7 +188,13 @@ pub async fn handle(shard: &Rc<Shard>, mut req: Request) -> Result<Option<Bytes>
         ApiKey::Produce => {
             let body = decode(&mut req)?;
             match handlers::produce::handle(shard, &req.header, body, version).await {
-                Some(resp) => Ok(Some(encode(req.key, version, version, correlation_id, &resp)?)),
+                Some(resp) => Ok(Some(encode(
+                    req.key,
+                    version,
+                    version,
+                    correlation_id,
+                    &resp,
+                )?)),
                 None => Ok(None),
             }
         }

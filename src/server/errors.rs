@@ -22,7 +22,9 @@ pub fn produce_error_code(e: &ProduceError) -> i16 {
     match e {
         // Retriable, so producers keep their records and try again.
         ProduceError::Storage(_) => ResponseError::KafkaStorageError.code(),
-        ProduceError::Metadata(MetadataError::Backend(_)) => ResponseError::KafkaStorageError.code(),
+        ProduceError::Metadata(MetadataError::Backend(_)) => {
+            ResponseError::KafkaStorageError.code()
+        }
         ProduceError::Metadata(m) => metadata_error_code(m),
         ProduceError::ShuttingDown => ResponseError::NotLeaderOrFollower.code(),
     }

@@ -94,7 +94,11 @@ pub async fn handle(
                 .push(fail(result, ResponseError::InvalidConfig, msg));
             continue;
         }
-        let replication_factor = if t.replication_factor == -1 { 1 } else { t.replication_factor };
+        let replication_factor = if t.replication_factor == -1 {
+            1
+        } else {
+            t.replication_factor
+        };
 
         let info = if req.validate_only {
             let owned = name.clone();

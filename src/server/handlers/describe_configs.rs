@@ -39,9 +39,7 @@ pub async fn handle(
                 )),
                 Err(e) => Err((metadata_error_code(&e), e.to_string())),
             },
-            RESOURCE_BROKER
-                if name.is_empty() || name == shard.config.node_id.to_string() =>
-            {
+            RESOURCE_BROKER if name.is_empty() || name == shard.config.node_id.to_string() => {
                 Ok(broker_configs(shard))
             }
             RESOURCE_BROKER | RESOURCE_BROKER_LOGGER => Err((
@@ -95,16 +93,28 @@ fn broker_configs(shard: &Shard) -> Vec<ConfigValue> {
     };
     vec![
         entry("advertised.listeners", advertised, ConfigType::String),
-        entry("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::Boolean),
+        entry(
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            ConfigType::Boolean,
+        ),
         entry("broker.id", c.node_id.to_string(), ConfigType::Int),
         entry("listeners", listener, ConfigType::String),
-        entry("log.retention.ms", c.default_retention_ms.to_string(), ConfigType::Long),
+        entry(
+            "log.retention.ms",
+            c.default_retention_ms.to_string(),
+            ConfigType::Long,
+        ),
         entry(
             "message.max.bytes",
             c.limits.message_bytes_max_default.to_string(),
             ConfigType::Int,
         ),
-        entry("num.partitions", c.default_partitions.to_string(), ConfigType::Int),
+        entry(
+            "num.partitions",
+            c.default_partitions.to_string(),
+            ConfigType::Int,
+        ),
         entry(
             "socket.request.max.bytes",
             c.limits.request_bytes_max.to_string(),

@@ -103,7 +103,9 @@ pub async fn handle(
             .call(move |b| {
                 Ok(plan_in
                     .into_iter()
-                    .map(|(id, p, off, budget)| b.fetch_chunks(id, p, off, budget.max(1), chunks_max))
+                    .map(|(id, p, off, budget)| {
+                        b.fetch_chunks(id, p, off, budget.max(1), chunks_max)
+                    })
                     .collect::<Vec<Result<FetchChunks, MetadataError>>>())
             })
             .await;
@@ -183,7 +185,11 @@ pub async fn handle(
         }
 
         let now = Instant::now();
-        if total >= min_bytes || wanted.is_empty() || any_error || now >= deadline || shard.shutdown.is_triggered()
+        if total >= min_bytes
+            || wanted.is_empty()
+            || any_error
+            || now >= deadline
+            || shard.shutdown.is_triggered()
         {
             return resp;
         }

@@ -41,8 +41,7 @@ pub async fn handle(
             }
             match &topic {
                 Ok(Some(info))
-                    if p.partition_index >= 0
-                        && p.partition_index < info.info.partition_count =>
+                    if p.partition_index >= 0 && p.partition_index < info.info.partition_count =>
                 {
                     match lookup(shard, info.info.id, p.partition_index, p.timestamp).await {
                         Ok((offset, timestamp)) => {

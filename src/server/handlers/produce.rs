@@ -42,7 +42,11 @@ pub async fn handle(
         } else if topic_name::validate(&name).is_err() {
             Err(ResponseError::InvalidTopicException.code())
         } else {
-            match shard.topics.get(&name, shard.config.auto_create_topics).await {
+            match shard
+                .topics
+                .get(&name, shard.config.auto_create_topics)
+                .await
+            {
                 Ok(Some(t)) => Ok(t),
                 Ok(None) => Err(ResponseError::UnknownTopicOrPartition.code()),
                 Err(e) => Err(metadata_error_code(&e)),
