@@ -4,4 +4,5 @@
 
 pub mod frame;
 pub mod record_batch;
+pub mod request_shape;
 pub mod topic_name;

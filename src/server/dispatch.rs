@@ -7,6 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::protocol::request_shape;
 use crate::server::handlers;
 use crate::shard::Shard;
 
@@ -132,6 +133,10 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
 
 /// Decodes a request body, turning a codec failure into a disconnect.
 pub fn decode<T: Decodable>(req: &mut Request) -> Result<T, Disconnect> {
+    // The codec sizes allocations from counts on the wire; check them against the bytes first.
+    request_shape::check(req.key, req.version, &req.body).map_err(|e| {
+        Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version))
+    })?;
     T::decode(&mut req.body, req.version)
         .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))
 }
