@@ -192,12 +192,10 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
-#[cfg(test)]
-pub mod tests {
-    use super::*;
-
+/// Builders of valid batches, for tests and benchmarks.
+pub mod build {
     /// Builds an uncompressed v2 batch holding `count` records with the given values.
-    pub fn batch(count: i32, value: &[u8], timestamp_ms: i64) -> Vec<u8> {
+    pub fn uncompressed(count: i32, value: &[u8], timestamp_ms: i64) -> Vec<u8> {
         let mut records = Vec::new();
         for i in 0..count {
             let mut rec = Vec::new();
@@ -244,6 +242,12 @@ pub mod tests {
             z >>= 7;
         }
     }
+}
+
+#[cfg(test)]
+pub mod tests {
+    pub use super::build::uncompressed as batch;
+    use super::*;
 
     #[test]
     fn accepts_a_valid_batch() {
