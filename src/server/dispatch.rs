@@ -134,9 +134,8 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
 /// Decodes a request body, turning a codec failure into a disconnect.
 pub fn decode<T: Decodable>(req: &mut Request) -> Result<T, Disconnect> {
     // The codec sizes allocations from counts on the wire; check them against the bytes first.
-    request_shape::check(req.key, req.version, &req.body).map_err(|e| {
-        Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version))
-    })?;
+    request_shape::check(req.key, req.version, &req.body)
+        .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))?;
     T::decode(&mut req.body, req.version)
         .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))
 }
@@ -211,6 +210,7 @@ pub async fn handle(shard: &Rc<Shard>, mut req: Request) -> Result<Option<Bytes>
         ApiKey::DescribeConfigs => answer!(describe_configs),
         ApiKey::CreatePartitions => answer!(create_partitions),
         ApiKey::DescribeCluster => answer!(describe_cluster),
+        ApiKey::InitProducerId => answer!(init_producer_id),
         other => Err(Disconnect::UnsupportedVersion {
             key: other,
             version,

@@ -129,8 +129,11 @@ async fn find_in_chunk(
             ResponseError::KafkaStorageError.code()
         })?;
     let mut base = chunk.base_offset;
-    for item in record_batch::batches(&bytes) {
+    for (index, item) in record_batch::batches(&bytes).enumerate() {
         let (_, h) = item.map_err(|_| ResponseError::KafkaStorageError.code())?;
+        if chunk.skipped_batches.contains(&(index as u32)) {
+            continue;
+        }
         let hit = if exact {
             h.max_timestamp_ms == target
         } else {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::ResponseError;
 
-use crate::produce::Append;
+use crate::produce::{Append, BatchResult, ProducerFields};
 use crate::protocol::{record_batch, topic_name};
 use crate::server::errors::{batch_error_code, metadata_error_code, produce_error_code};
 use crate::shard::Shard;
@@ -95,6 +95,11 @@ pub async fn handle(
                 batch: records,
                 offset_count: header.offset_count(),
                 max_timestamp_ms: header.max_timestamp_ms,
+                producer: (header.producer_id >= 0).then_some(ProducerFields {
+                    producer_id: header.producer_id,
+                    producer_epoch: header.producer_epoch,
+                    base_sequence: header.base_sequence,
+                }),
             });
         }
         resp.responses.push(out);
@@ -103,19 +108,25 @@ pub async fn handle(
     if !appends.is_empty() {
         match shard.producer.append(appends).await {
             Ok(done) => {
-                for (slot, base) in slots.iter().zip(done.base_offsets) {
+                for (slot, result) in slots.iter().zip(done.batches) {
                     let topic = &mut resp.responses[slot.0];
                     let p = &mut topic.partition_responses[slot.1];
-                    match base {
-                        Some(offset) => {
+                    match result {
+                        BatchResult::Offset(offset) => {
                             p.error_code = 0;
                             p.base_offset = offset;
                             // CreateTime topics answer -1, as Kafka does.
                             p.log_append_time_ms = -1;
                         }
-                        None => {
+                        BatchResult::PartitionGone => {
                             p.error_code = ResponseError::UnknownTopicOrPartition.code();
                             shard.topics.invalidate(topic.name.0.as_str());
+                        }
+                        BatchResult::OutOfOrderSequence => {
+                            p.error_code = ResponseError::OutOfOrderSequenceNumber.code();
+                        }
+                        BatchResult::StaleEpoch => {
+                            p.error_code = ResponseError::InvalidProducerEpoch.code();
                         }
                     }
                 }
