@@ -22,61 +22,24 @@ pub struct ApiSpec {
 /// Every API weft answers. Minimums are the oldest versions Apache Kafka 4 still accepts (older
 /// ones carry message formats before v2); maximums are what current clients use and what the
 /// agent can answer fully.
+#[rustfmt::skip]
 pub const APIS: &[ApiSpec] = &[
     // v10+ only add leader-discovery tags for moved partitions, which never move here.
-    ApiSpec {
-        key: ApiKey::Produce,
-        min: 3,
-        max: 9,
-    },
+    ApiSpec { key: ApiKey::Produce, min: 3, max: 9 },
     // v13+ address topics by id only; clients fall back to names at v12.
-    ApiSpec {
-        key: ApiKey::Fetch,
-        min: 4,
-        max: 12,
-    },
+    ApiSpec { key: ApiKey::Fetch, min: 4, max: 12 },
     // v8+ add tiered-storage offset specs that have no meaning here.
-    ApiSpec {
-        key: ApiKey::ListOffsets,
-        min: 1,
-        max: 7,
-    },
-    ApiSpec {
-        key: ApiKey::Metadata,
-        min: 0,
-        max: 12,
-    },
-    ApiSpec {
-        key: ApiKey::ApiVersions,
-        min: 0,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::CreateTopics,
-        min: 2,
-        max: 7,
-    },
-    ApiSpec {
-        key: ApiKey::DeleteTopics,
-        min: 1,
-        max: 6,
-    },
-    ApiSpec {
-        key: ApiKey::DescribeConfigs,
-        min: 1,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::CreatePartitions,
-        min: 0,
-        max: 3,
-    },
+    ApiSpec { key: ApiKey::ListOffsets, min: 1, max: 7 },
+    ApiSpec { key: ApiKey::Metadata, min: 0, max: 12 },
+    ApiSpec { key: ApiKey::ApiVersions, min: 0, max: 4 },
+    ApiSpec { key: ApiKey::CreateTopics, min: 2, max: 7 },
+    ApiSpec { key: ApiKey::DeleteTopics, min: 1, max: 6 },
+    ApiSpec { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
+    ApiSpec { key: ApiKey::CreatePartitions, min: 0, max: 3 },
     // v2 adds fenced-broker reporting for KRaft controllers.
-    ApiSpec {
-        key: ApiKey::DescribeCluster,
-        min: 0,
-        max: 1,
-    },
+    ApiSpec { key: ApiKey::DescribeCluster, min: 0, max: 1 },
+    // v6 adds two-phase-commit transactions (KIP-939).
+    ApiSpec { key: ApiKey::InitProducerId, min: 0, max: 5 },
 ];
 
 pub fn supported(key: ApiKey, version: i16) -> bool {

@@ -2,6 +2,9 @@
 //! kill or stop it by process id, and restart it on the same data directory.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod proxy;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
