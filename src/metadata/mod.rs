@@ -89,6 +89,8 @@ pub enum BatchOutcome {
 pub struct ChunkCommitted {
     /// Offset given to the first appended batch, when any batch was appended.
     pub base_offset: Option<i64>,
+    /// The partition's log start offset at the commit.
+    pub log_start_offset: i64,
     /// For each of the chunk's `producer_batches`, in order, what the commit decided.
     pub producer_outcomes: Vec<BatchOutcome>,
 }
@@ -247,6 +249,39 @@ pub trait MetadataBackend: Send + 'static {
         timestamp_ms: i64,
     ) -> Result<Option<ChunkLocation>, MetadataError>;
 
+    /// Stores (replacing) a consumer group's state, as its coordinator encodes it.
+    fn save_group(&mut self, group: &StoredGroup) -> Result<(), MetadataError>;
+
+    fn load_group(&mut self, group_id: &str) -> Result<Option<StoredGroup>, MetadataError>;
+
+    /// Every group with stored state or committed offsets: (group id, protocol type, which is
+    /// empty for groups that only commit offsets).
+    fn list_groups(&mut self) -> Result<Vec<(String, String)>, MetadataError>;
+
+    /// Deletes a group's state and offsets. Returns whether anything existed.
+    fn delete_group(&mut self, group_id: &str) -> Result<bool, MetadataError>;
+
+    /// Commits offsets for a group, all in one transaction.
+    fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), MetadataError>;
+
+    /// A group's committed offsets, for the given partitions or (None) all of them.
+    fn fetch_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, MetadataError>;
+
+    /// Deletes a group's offsets for the given partitions.
+    fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), MetadataError>;
+
     /// A new producer id for InitProducerId, unique across every agent sharing the store.
     fn allocate_producer_id(&mut self) -> Result<i64, MetadataError>;
 
@@ -257,6 +292,25 @@ pub trait MetadataBackend: Send + 'static {
         topic_id: Uuid,
         partition: i32,
     ) -> Result<Option<ChunkLocation>, MetadataError>;
+}
+
+/// A consumer group's committed offset for one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_time_ms: i64,
+}
+
+/// A consumer group as stored: its protocol type and the coordinator's encoded state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: Vec<u8>,
 }
 
 /// Notice that a partition's high watermark moved, sent to every shard after a commit so that

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::producer_state::{self, ProducerState};
 use super::{
-    BatchOutcome, ChunkCommitted, ChunkLocation, FetchChunks, MetadataBackend, MetadataError,
-    PartitionOffsets, SegmentCommit, SegmentCommitted, TopicInfo,
+    BatchOutcome, ChunkCommitted, ChunkLocation, CommittedOffset, FetchChunks, MetadataBackend,
+    MetadataError, PartitionOffsets, SegmentCommit, SegmentCommitted, StoredGroup, TopicInfo,
 };
 
 /// Version of the schema created by [`SCHEMA`]. Bump it together with a migration step in
@@ -98,6 +98,26 @@ CREATE TABLE IF NOT EXISTS producer_state (
     producer_epoch INTEGER NOT NULL,
     recent_batches TEXT NOT NULL,
     PRIMARY KEY (producer_id, topic_id, partition)
+);
+
+-- Consumer groups: the coordinator's encoded state, and committed offsets by topic name (as
+-- Kafka keys them).
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY,
+    protocol_type TEXT NOT NULL,
+    state BLOB NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_time_ms BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
 );
 
 -- Fetches look chunks up by last_offset; ranges never overlap, so this index also yields them
@@ -497,6 +517,176 @@ impl MetadataBackend for SqliteBackend {
         Ok(topics)
     }
 
+    fn save_group(&mut self, group: &StoredGroup) -> Result<(), MetadataError> {
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO groups (group_id, protocol_type, state, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (group_id) DO UPDATE SET protocol_type = excluded.protocol_type,
+                 state = excluded.state, updated_ms = excluded.updated_ms",
+            params![group.group_id, group.protocol_type, group.state, now_ms()],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+
+    fn load_group(&mut self, group_id: &str) -> Result<Option<StoredGroup>, MetadataError> {
+        let tx = self.read_tx()?;
+        let row = tx
+            .query_row(
+                "SELECT protocol_type, state FROM groups WHERE group_id = ?1",
+                params![group_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(map_err)?;
+        Ok(row.map(|(protocol_type, state)| StoredGroup {
+            group_id: group_id.to_string(),
+            protocol_type,
+            state,
+        }))
+    }
+
+    fn list_groups(&mut self) -> Result<Vec<(String, String)>, MetadataError> {
+        let tx = self.read_tx()?;
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT group_id, protocol_type FROM groups
+                 UNION
+                 SELECT DISTINCT group_id, '' FROM group_offsets
+                 WHERE group_id NOT IN (SELECT group_id FROM groups)
+                 ORDER BY group_id",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<(String, String)>>>()
+            .map_err(map_err)?;
+        Ok(rows)
+    }
+
+    fn delete_group(&mut self, group_id: &str) -> Result<bool, MetadataError> {
+        let tx = self.write_tx()?;
+        let a = tx
+            .execute("DELETE FROM groups WHERE group_id = ?1", params![group_id])
+            .map_err(map_err)?;
+        let b = tx
+            .execute(
+                "DELETE FROM group_offsets WHERE group_id = ?1",
+                params![group_id],
+            )
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(a + b > 0)
+    }
+
+    fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), MetadataError> {
+        let tx = self.write_tx()?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO group_offsets (group_id, topic, partition, committed_offset,
+                         leader_epoch, metadata, commit_time_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+                         committed_offset = excluded.committed_offset,
+                         leader_epoch = excluded.leader_epoch,
+                         metadata = excluded.metadata,
+                         commit_time_ms = excluded.commit_time_ms",
+                )
+                .map_err(map_err)?;
+            for o in offsets {
+                stmt.execute(params![
+                    group_id,
+                    o.topic,
+                    o.partition,
+                    o.offset,
+                    o.leader_epoch,
+                    o.metadata,
+                    o.commit_time_ms
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn fetch_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, MetadataError> {
+        let tx = self.read_tx()?;
+        let row = |r: &Row<'_>| {
+            Ok(CommittedOffset {
+                topic: r.get(0)?,
+                partition: r.get(1)?,
+                offset: r.get(2)?,
+                leader_epoch: r.get(3)?,
+                metadata: r.get(4)?,
+                commit_time_ms: r.get(5)?,
+            })
+        };
+        const COLUMNS: &str =
+            "topic, partition, committed_offset, leader_epoch, metadata, commit_time_ms";
+        let mut out = Vec::new();
+        match partitions {
+            None => {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM group_offsets WHERE group_id = ?1
+                         ORDER BY topic, partition"
+                    ))
+                    .map_err(map_err)?;
+                for r in stmt.query_map(params![group_id], row).map_err(map_err)? {
+                    out.push(r.map_err(map_err)?);
+                }
+            }
+            Some(list) => {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM group_offsets
+                         WHERE group_id = ?1 AND topic = ?2 AND partition = ?3"
+                    ))
+                    .map_err(map_err)?;
+                for (topic, partition) in list {
+                    if let Some(o) = stmt
+                        .query_row(params![group_id, topic, partition], row)
+                        .optional()
+                        .map_err(map_err)?
+                    {
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), MetadataError> {
+        let tx = self.write_tx()?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM group_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3",
+                )
+                .map_err(map_err)?;
+            for (topic, partition) in partitions {
+                stmt.execute(params![group_id, topic, partition])
+                    .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
     fn allocate_producer_id(&mut self) -> Result<i64, MetadataError> {
         let tx = self.write_tx()?;
         tx.execute(
@@ -574,7 +764,8 @@ impl MetadataBackend for SqliteBackend {
         {
             let mut next_offset = tx
                 .prepare_cached(
-                    "SELECT next_offset FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+                    "SELECT next_offset, log_start_offset FROM partitions
+                     WHERE topic_id = ?1 AND partition = ?2",
                 )
                 .map_err(map_err)?;
             let mut advance = tx
@@ -597,11 +788,13 @@ impl MetadataBackend for SqliteBackend {
                 .map_err(map_err)?;
             for chunk in &segment.chunks {
                 let topic_id = chunk.topic_id.to_string();
-                let base: Option<i64> = next_offset
-                    .query_row(params![topic_id, chunk.partition], |row| row.get(0))
+                let found: Option<(i64, i64)> = next_offset
+                    .query_row(params![topic_id, chunk.partition], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
                     .optional()
                     .map_err(map_err)?;
-                let Some(base) = base else {
+                let Some((base, log_start_offset)) = found else {
                     // Topic deleted (or shrunk, were that possible) while the segment was being
                     // uploaded: its bytes become garbage for the cleaner; the rest still commits.
                     chunks.push(None);
@@ -650,6 +843,7 @@ impl MetadataBackend for SqliteBackend {
                 if taken == 0 {
                     chunks.push(Some(ChunkCommitted {
                         base_offset: None,
+                        log_start_offset,
                         producer_outcomes: outcomes,
                     }));
                     continue;
@@ -680,6 +874,7 @@ impl MetadataBackend for SqliteBackend {
                     .map_err(map_err)?;
                 chunks.push(Some(ChunkCommitted {
                     base_offset: Some(base),
+                    log_start_offset,
                     producer_outcomes: outcomes,
                 }));
             }
@@ -1103,6 +1298,49 @@ mod tests {
             vec![BatchOutcome::StaleEpoch]
         );
         assert_eq!(b.partition_offsets(t, 0).unwrap().high_watermark, 7);
+    }
+
+    #[test]
+    fn group_state_and_offsets() {
+        let mut b = backend();
+        let o = |topic: &str, partition, offset| CommittedOffset {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: Some("m".to_string()),
+            commit_time_ms: 5,
+        };
+        b.commit_offsets("g1", &[o("a", 0, 10), o("a", 1, 11)])
+            .unwrap();
+        b.commit_offsets("g1", &[o("a", 0, 12)]).unwrap();
+        b.commit_offsets("g2", &[o("b", 0, 1)]).unwrap();
+        let all = b.fetch_offsets("g1", None).unwrap();
+        assert_eq!(all, vec![o("a", 0, 12), o("a", 1, 11)]);
+        let some = b
+            .fetch_offsets("g1", Some(&[("a".into(), 1), ("zz".into(), 0)]))
+            .unwrap();
+        assert_eq!(some, vec![o("a", 1, 11)]);
+        b.save_group(&StoredGroup {
+            group_id: "g1".into(),
+            protocol_type: "consumer".into(),
+            state: vec![1, 2, 3],
+        })
+        .unwrap();
+        assert_eq!(b.load_group("g1").unwrap().unwrap().state, vec![1, 2, 3]);
+        assert_eq!(
+            b.list_groups().unwrap(),
+            vec![
+                ("g1".to_string(), "consumer".to_string()),
+                ("g2".to_string(), String::new())
+            ]
+        );
+        b.delete_offsets("g1", &[("a".into(), 0)]).unwrap();
+        assert_eq!(b.fetch_offsets("g1", None).unwrap(), vec![o("a", 1, 11)]);
+        assert!(b.delete_group("g1").unwrap());
+        assert!(!b.delete_group("g1").unwrap());
+        assert!(b.load_group("g1").unwrap().is_none());
+        assert!(b.fetch_offsets("g1", None).unwrap().is_empty());
     }
 
     #[test]

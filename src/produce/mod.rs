@@ -39,8 +39,9 @@ pub enum ProduceError {
 /// What became of one batch of an appended request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchResult {
-    /// Committed (or, for an idempotent producer's retry, committed earlier) at this offset.
-    Offset(i64),
+    /// Committed (or, for an idempotent producer's retry, committed earlier) at this offset;
+    /// with the partition's log start offset.
+    Offset { base: i64, log_start: i64 },
     /// Its partition vanished before the commit.
     PartitionGone,
     /// Its sequence number does not follow the producer's last one.
@@ -303,7 +304,10 @@ fn batch_result(commit: &SegmentCommit, committed: &SegmentCommitted, slot: &Slo
             .map(|(_, o)| *o);
         match outcome {
             Some(BatchOutcome::Duplicate { base_offset }) => {
-                return BatchResult::Offset(base_offset)
+                return BatchResult::Offset {
+                    base: base_offset,
+                    log_start: done.log_start_offset,
+                }
             }
             Some(BatchOutcome::OutOfOrderSequence) => return BatchResult::OutOfOrderSequence,
             Some(BatchOutcome::StaleEpoch) => return BatchResult::StaleEpoch,
@@ -311,7 +315,10 @@ fn batch_result(commit: &SegmentCommit, committed: &SegmentCommitted, slot: &Slo
         }
     }
     match done.offset_of(chunk, slot.offset_in_chunk) {
-        Some(offset) => BatchResult::Offset(offset),
+        Some(base) => BatchResult::Offset {
+            base,
+            log_start: done.log_start_offset,
+        },
         None => BatchResult::PartitionGone,
     }
 }

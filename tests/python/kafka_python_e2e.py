@@ -73,8 +73,8 @@ def produce(bootstrap, topic):
         bootstrap_servers=bootstrap,
         client_id="weft-e2e-producer",
         acks="all",
-        # weft does not serve InitProducerId; kafka-python 3 turns idempotence on by default.
-        enable_idempotence=False,
+        # kafka-python 3 turns idempotence on by default: InitProducerId and sequence checks.
+        enable_idempotence=True,
         linger_ms=5,
         request_timeout_ms=30000,
         max_block_ms=60000,

@@ -11,6 +11,7 @@ use kafka_protocol::ResponseError;
 
 use crate::produce::{Append, BatchResult, ProducerFields};
 use crate::protocol::{record_batch, topic_name};
+use crate::server::dispatch::Disconnect;
 use crate::server::errors::{batch_error_code, metadata_error_code, produce_error_code};
 use crate::shard::Shard;
 
@@ -25,8 +26,8 @@ pub async fn handle(
     shard: &Rc<Shard>,
     _header: &RequestHeader,
     req: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+    version: i16,
+) -> Result<Option<ProduceResponse>, Disconnect> {
     let acks = req.acks;
     let mut resp = ProduceResponse::default();
     let valid_acks = matches!(acks, -1..=1);
@@ -81,6 +82,14 @@ pub async fn handle(
                     continue;
                 }
             };
+            // ZStandard came with Produce v7; older requests may not carry it.
+            if header.compression() == 4 && version < 7 {
+                out.partition_responses.push(partition(
+                    p.index,
+                    ResponseError::UnsupportedCompressionType,
+                ));
+                continue;
+            }
             if records.len() > topic_meta.message_bytes_max {
                 out.partition_responses
                     .push(partition(p.index, ResponseError::MessageTooLarge));
@@ -112,9 +121,10 @@ pub async fn handle(
                     let topic = &mut resp.responses[slot.0];
                     let p = &mut topic.partition_responses[slot.1];
                     match result {
-                        BatchResult::Offset(offset) => {
+                        BatchResult::Offset { base, log_start } => {
                             p.error_code = 0;
-                            p.base_offset = offset;
+                            p.base_offset = base;
+                            p.log_start_offset = log_start;
                             // CreateTime topics answer -1, as Kafka does.
                             p.log_append_time_ms = -1;
                         }
@@ -139,9 +149,17 @@ pub async fn handle(
             }
         }
     }
-    if acks == 0 {
-        None
-    } else {
-        Some(resp)
+    if acks != 0 {
+        return Ok(Some(resp));
+    }
+    let failed = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .map(|p| p.error_code)
+        .find(|&c| c != 0);
+    match failed {
+        Some(code) => Err(Disconnect::UnacknowledgedProduceFailed(code)),
+        None => Ok(None),
     }
 }
