@@ -99,6 +99,12 @@ pub fn start(
         .unwrap_or(1);
     let pin_shards = config.cores <= online;
 
+    // Every shard can reach every shard's group coordinator.
+    let (group_senders, group_receivers): (Vec<_>, Vec<_>) = (0..config.cores)
+        .map(|_| flume::bounded::<crate::groups::GroupCall>(config.limits.group_queue_depth))
+        .unzip();
+    let mut group_receivers = group_receivers.into_iter();
+
     let config = Arc::new(config);
     let mut senders = Vec::new();
     let mut handles = Vec::new();
@@ -108,6 +114,8 @@ pub fn start(
         let config = config.clone();
         let metadata = metadata.clone();
         let cluster_id = cluster_id.clone();
+        let group_senders = group_senders.clone();
+        let group_calls = group_receivers.next().expect("one receiver per shard");
         let placement = if pin_shards {
             Placement::Fixed(id)
         } else {
@@ -119,7 +127,8 @@ pub fn start(
                 let store = object_store::open(&config.bucket_url).map_err(|e| e.to_string())?;
                 let config = Rc::new((*config).clone());
                 let notices = metadata.subscribe();
-                let shard = Shard::new(id, config, metadata, store, cluster_id);
+                let shard = Shard::new(id, config, metadata, store, cluster_id, group_senders);
+                shard.groups.local.start(group_calls);
                 serve_shard(shard, socket, notices, stop_rx).await;
                 Ok::<(), String>(())
             })

@@ -69,6 +69,11 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_DEFAULT_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
     pub default_retention_ms: i64,
 
+    /// How long the first rebalance of an empty consumer group waits for more members to join
+    /// (Kafka's group.initial.rebalance.delay.ms).
+    #[arg(long, env = "WEFT_GROUP_INITIAL_REBALANCE_DELAY", default_value = "3s", value_parser = parse_duration)]
+    pub group_initial_rebalance_delay: Duration,
+
     /// Largest request accepted, in bytes (Kafka's socket.request.max.bytes).
     #[arg(long, env = "WEFT_REQUEST_BYTES_MAX", default_value_t = 100 * 1024 * 1024)]
     pub request_bytes_max: usize,
@@ -113,6 +118,7 @@ pub struct AgentConfig {
     pub default_retention_ms: i64,
     /// The id this agent answers with in Metadata (one agent for now).
     pub node_id: i32,
+    pub group_initial_rebalance_delay: Duration,
     pub limits: Limits,
 }
 
@@ -169,6 +175,7 @@ impl AgentConfig {
             default_partitions: args.default_partitions,
             default_retention_ms: args.default_retention_ms,
             node_id: 0,
+            group_initial_rebalance_delay: args.group_initial_rebalance_delay,
             limits,
         })
     }

@@ -19,6 +19,7 @@
 pub mod agent;
 pub mod config;
 pub mod fetch;
+pub mod groups;
 pub mod limits;
 pub mod metadata;
 pub mod object_store;

@@ -41,6 +41,11 @@ pub struct Limits {
     pub shutdown_drain: Duration,
     /// How long a shard trusts its cached copy of a topic before asking the metadata store again.
     pub topic_cache_ttl: Duration,
+    /// Session timeouts a group member may ask for (Kafka's group.min/max.session.timeout.ms).
+    pub group_session_timeout_min: Duration,
+    pub group_session_timeout_max: Duration,
+    /// Forwarded group requests queued per shard.
+    pub group_queue_depth: usize,
 }
 
 impl Limits {
@@ -61,6 +66,9 @@ impl Limits {
             fetch_chunks_per_partition_max: 64,
             shutdown_drain: Duration::from_secs(20),
             topic_cache_ttl: Duration::from_secs(2),
+            group_session_timeout_min: Duration::from_secs(6),
+            group_session_timeout_max: Duration::from_secs(30 * 60),
+            group_queue_depth: 1024,
         }
     }
 
@@ -82,6 +90,9 @@ impl Limits {
             fetch_chunks_per_partition_max: 4,
             shutdown_drain: Duration::from_secs(2),
             topic_cache_ttl: Duration::from_millis(50),
+            group_session_timeout_min: Duration::from_millis(100),
+            group_session_timeout_max: Duration::from_secs(60),
+            group_queue_depth: 8,
         }
     }
 }

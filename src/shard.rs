@@ -25,6 +25,7 @@ pub struct Shard {
     pub cache: Rc<ChunkCache>,
     pub watermarks: Watermarks,
     pub cluster_id: String,
+    pub groups: crate::groups::GroupRouter,
     pub shutdown: Shutdown,
 }
 
@@ -75,6 +76,7 @@ impl Shard {
         metadata: MetadataClient,
         store: Rc<dyn ObjectStore>,
         cluster_id: String,
+        group_senders: Vec<flume::Sender<crate::groups::GroupCall>>,
     ) -> Rc<Shard> {
         let cache = Rc::new(ChunkCache::new(config.limits.fetch_cache_bytes_max));
         let producer = ShardProducer::new(
@@ -84,7 +86,16 @@ impl Shard {
             metadata.clone(),
             cache.clone(),
         );
+        let coordinator = crate::groups::Coordinator::new(
+            metadata.clone(),
+            crate::groups::group::GroupConfig {
+                session_timeout_min: config.limits.group_session_timeout_min,
+                session_timeout_max: config.limits.group_session_timeout_max,
+                initial_rebalance_delay: config.group_initial_rebalance_delay,
+            },
+        );
         Rc::new(Shard {
+            groups: crate::groups::GroupRouter::new(id, group_senders, coordinator),
             id,
             topics: TopicCache::new(config.clone(), metadata.clone()),
             config,

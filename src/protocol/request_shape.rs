@@ -158,6 +158,16 @@ pub fn check(key: ApiKey, version: i16, body: &[u8]) -> Result<(), ShapeError> {
         ApiKey::DeleteTopics => 4,
         ApiKey::DescribeConfigs => 4,
         ApiKey::CreatePartitions => 2,
+        ApiKey::FindCoordinator => 3,
+        ApiKey::JoinGroup => 6,
+        ApiKey::SyncGroup => 4,
+        ApiKey::LeaveGroup => 4,
+        ApiKey::OffsetCommit => 8,
+        ApiKey::OffsetFetch => 6,
+        ApiKey::ListGroups => 3,
+        ApiKey::DescribeGroups => 5,
+        ApiKey::DeleteGroups => 2,
+        ApiKey::OffsetDelete => i16::MAX,
         _ => return Ok(()),
     };
     let mut c = Cursor {
@@ -175,8 +185,179 @@ pub fn check(key: ApiKey, version: i16, body: &[u8]) -> Result<(), ShapeError> {
         ApiKey::DeleteTopics => delete_topics(&mut c, v),
         ApiKey::DescribeConfigs => describe_configs(&mut c, v),
         ApiKey::CreatePartitions => create_partitions(&mut c),
+        ApiKey::FindCoordinator => find_coordinator(&mut c, v),
+        ApiKey::JoinGroup => join_group(&mut c, v),
+        ApiKey::SyncGroup => sync_group(&mut c, v),
+        ApiKey::LeaveGroup => leave_group(&mut c, v),
+        ApiKey::OffsetCommit => offset_commit(&mut c, v),
+        ApiKey::OffsetFetch => offset_fetch(&mut c, v),
+        ApiKey::ListGroups => list_groups(&mut c, v),
+        ApiKey::DescribeGroups => describe_groups(&mut c, v),
+        ApiKey::DeleteGroups => delete_groups(&mut c),
+        ApiKey::OffsetDelete => offset_delete(&mut c),
         _ => Ok(()),
     }
+}
+
+/// FindCoordinator v0–v4.
+fn find_coordinator(c: &mut Cursor, v: i16) -> Walk {
+    if v <= 3 {
+        c.string()?; // key
+    }
+    if v >= 1 {
+        c.skip(1)?; // key_type
+    }
+    if v >= 4 {
+        c.array(1, |c| c.string())?; // coordinator_keys
+    }
+    c.tags()
+}
+
+/// JoinGroup v0–v9.
+fn join_group(c: &mut Cursor, v: i16) -> Walk {
+    c.string()?; // group_id
+    c.skip(4)?; // session_timeout_ms
+    if v >= 1 {
+        c.skip(4)?; // rebalance_timeout_ms
+    }
+    c.string()?; // member_id
+    if v >= 5 {
+        c.string()?; // group_instance_id
+    }
+    c.string()?; // protocol_type
+    c.array(2, |c| {
+        c.string()?; // name
+        c.bytes()?; // metadata
+        c.tags()
+    })?;
+    if v >= 8 {
+        c.string()?; // reason
+    }
+    c.tags()
+}
+
+/// SyncGroup v0–v5.
+fn sync_group(c: &mut Cursor, v: i16) -> Walk {
+    c.string()?; // group_id
+    c.skip(4)?; // generation_id
+    c.string()?; // member_id
+    if v >= 3 {
+        c.string()?; // group_instance_id
+    }
+    if v >= 5 {
+        c.string()?; // protocol_type
+        c.string()?; // protocol_name
+    }
+    c.array(2, |c| {
+        c.string()?; // member_id
+        c.bytes()?; // assignment
+        c.tags()
+    })?;
+    c.tags()
+}
+
+/// LeaveGroup v0–v5.
+fn leave_group(c: &mut Cursor, v: i16) -> Walk {
+    c.string()?; // group_id
+    if v <= 2 {
+        c.string()?; // member_id
+    } else {
+        c.array(2, |c| {
+            c.string()?; // member_id
+            c.string()?; // group_instance_id
+            if v >= 5 {
+                c.string()?; // reason
+            }
+            c.tags()
+        })?;
+    }
+    c.tags()
+}
+
+/// OffsetCommit v2–v8.
+fn offset_commit(c: &mut Cursor, v: i16) -> Walk {
+    c.string()?; // group_id
+    c.skip(4)?; // generation_id
+    c.string()?; // member_id
+    if v >= 7 {
+        c.string()?; // group_instance_id
+    }
+    if v <= 4 {
+        c.skip(8)?; // retention_time_ms
+    }
+    c.array(2, |c| {
+        c.string()?; // name
+        c.array(13, |c| {
+            c.skip(4 + 8)?; // partition_index, committed_offset
+            if v >= 6 {
+                c.skip(4)?; // committed_leader_epoch
+            }
+            c.string()?; // committed_metadata
+            c.tags()
+        })?;
+        c.tags()
+    })?;
+    c.tags()
+}
+
+/// OffsetFetch v1–v8.
+fn offset_fetch(c: &mut Cursor, v: i16) -> Walk {
+    let topics = |c: &mut Cursor| {
+        c.array(2, |c| {
+            c.string()?; // name
+            c.array(4, |c| c.skip(4))?; // partition_indexes
+            c.tags()
+        })
+    };
+    if v <= 7 {
+        c.string()?; // group_id
+        topics(c)?;
+    } else {
+        c.array(2, |c| {
+            c.string()?; // group_id
+            topics(c)?;
+            c.tags()
+        })?;
+    }
+    if v >= 7 {
+        c.skip(1)?; // require_stable
+    }
+    c.tags()
+}
+
+/// ListGroups v0–v5.
+fn list_groups(c: &mut Cursor, v: i16) -> Walk {
+    if v >= 4 {
+        c.array(1, |c| c.string())?; // states_filter
+    }
+    if v >= 5 {
+        c.array(1, |c| c.string())?; // types_filter
+    }
+    c.tags()
+}
+
+/// DescribeGroups v0–v5.
+fn describe_groups(c: &mut Cursor, v: i16) -> Walk {
+    c.array(1, |c| c.string())?; // groups
+    if v >= 3 {
+        c.skip(1)?; // include_authorized_operations
+    }
+    c.tags()
+}
+
+/// DeleteGroups v0–v2.
+fn delete_groups(c: &mut Cursor) -> Walk {
+    c.array(1, |c| c.string())?; // groups_names
+    c.tags()
+}
+
+/// OffsetDelete v0.
+fn offset_delete(c: &mut Cursor) -> Walk {
+    c.string()?; // group_id
+    c.array(6, |c| {
+        c.string()?; // name
+        c.array(4, |c| c.skip(4)) // partitions
+    })
 }
 
 /// Produce v3–v12 (v13 addresses topics by id and is not accepted).
@@ -454,6 +635,120 @@ mod tests {
                                 .with_broker_ids(vec![BrokerId(1)]),
                         ])),
                 ]),
+                v,
+            ),
+            ApiKey::FindCoordinator => encoded(
+                &FindCoordinatorRequest::default()
+                    .with_key(if v <= 3 {
+                        StrBytes::from_static_str("g")
+                    } else {
+                        StrBytes::new()
+                    })
+                    .with_coordinator_keys(if v >= 4 {
+                        vec![
+                            StrBytes::from_static_str("g"),
+                            StrBytes::from_static_str("h"),
+                        ]
+                    } else {
+                        vec![]
+                    }),
+                v,
+            ),
+            ApiKey::JoinGroup => encoded(
+                &JoinGroupRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_protocol_type(StrBytes::from_static_str("consumer"))
+                    .with_protocols(vec![
+                        join_group_request::JoinGroupRequestProtocol::default()
+                            .with_name(StrBytes::from_static_str("range"))
+                            .with_metadata(bytes::Bytes::from_static(b"m"));
+                        2
+                    ]),
+                v,
+            ),
+            ApiKey::SyncGroup => encoded(
+                &SyncGroupRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_assignments(vec![
+                        sync_group_request::SyncGroupRequestAssignment::default()
+                            .with_member_id(StrBytes::from_static_str("m"))
+                            .with_assignment(bytes::Bytes::from_static(b"a")),
+                    ]),
+                v,
+            ),
+            ApiKey::LeaveGroup => {
+                let mut r = LeaveGroupRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")));
+                if v >= 3 {
+                    r.members = vec![leave_group_request::MemberIdentity::default()
+                        .with_member_id(StrBytes::from_static_str("m"))];
+                }
+                encoded(&r, v)
+            }
+            ApiKey::OffsetCommit => encoded(
+                &OffsetCommitRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_committed_metadata(Some(StrBytes::from_static_str("x")));
+                            2
+                        ]),
+                    ]),
+                v,
+            ),
+            ApiKey::OffsetFetch => {
+                let mut r = OffsetFetchRequest::default();
+                if v <= 7 {
+                    r.group_id = GroupId(StrBytes::from_static_str("g"));
+                    r.topics = Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 1]),
+                    ]);
+                } else {
+                    r.groups = vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(name("t"))
+                                .with_partition_indexes(vec![3]),
+                        ]))];
+                }
+                encoded(&r, v)
+            }
+            ApiKey::ListGroups => {
+                let mut r = ListGroupsRequest::default();
+                if v >= 4 {
+                    r.states_filter = vec![StrBytes::from_static_str("Stable")];
+                }
+                if v >= 5 {
+                    r.types_filter = vec![StrBytes::from_static_str("classic")];
+                }
+                encoded(&r, v)
+            }
+            ApiKey::DescribeGroups => encoded(
+                &DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(StrBytes::from_static_str("g"))]),
+                v,
+            ),
+            ApiKey::DeleteGroups => encoded(
+                &DeleteGroupsRequest::default()
+                    .with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+                v,
+            ),
+            ApiKey::OffsetDelete => encoded(
+                &OffsetDeleteRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                    .with_topics(vec![
+                        offset_delete_request::OffsetDeleteRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partitions(vec![
+                                offset_delete_request::OffsetDeleteRequestPartition::default(),
+                            ]),
+                    ]),
                 v,
             ),
             _ => Vec::new(),

@@ -60,7 +60,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             };
             // A request that closes the connection is the last one read: nothing pipelined
             // behind it may run, as with Kafka.
-            let (task, last): (Pending, bool) = match dispatch::parse(frame) {
+            let (task, last): (Pending, bool) = match dispatch::parse(frame, peer) {
                 Ok(req) => {
                     let shard = shard.clone();
                     let task =

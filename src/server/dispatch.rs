@@ -1,6 +1,7 @@
 //! Request dispatch: the single list of supported APIs (which also builds the ApiVersions
 //! answer), header decoding, and response framing.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -40,6 +41,19 @@ pub const APIS: &[ApiSpec] = &[
     ApiSpec { key: ApiKey::DescribeCluster, min: 0, max: 1 },
     // v6 adds two-phase-commit transactions (KIP-939).
     ApiSpec { key: ApiKey::InitProducerId, min: 0, max: 5 },
+    // v5+ serve transaction coordinators of KIP-890 and share groups.
+    ApiSpec { key: ApiKey::FindCoordinator, min: 0, max: 4 },
+    ApiSpec { key: ApiKey::JoinGroup, min: 0, max: 9 },
+    ApiSpec { key: ApiKey::SyncGroup, min: 0, max: 5 },
+    ApiSpec { key: ApiKey::Heartbeat, min: 0, max: 4 },
+    ApiSpec { key: ApiKey::LeaveGroup, min: 0, max: 5 },
+    // v9+ carry the member epochs of the new group protocol (KIP-848).
+    ApiSpec { key: ApiKey::OffsetCommit, min: 2, max: 8 },
+    ApiSpec { key: ApiKey::OffsetFetch, min: 1, max: 8 },
+    ApiSpec { key: ApiKey::ListGroups, min: 0, max: 5 },
+    ApiSpec { key: ApiKey::DescribeGroups, min: 0, max: 5 },
+    ApiSpec { key: ApiKey::DeleteGroups, min: 0, max: 2 },
+    ApiSpec { key: ApiKey::OffsetDelete, min: 0, max: 0 },
 ];
 
 pub fn supported(key: ApiKey, version: i16) -> bool {
@@ -89,7 +103,7 @@ macro_rules! handled_apis {
         /// Handles one request. `Ok(None)` means no response is sent (Produce with acks=0).
         pub async fn handle(shard: &Rc<Shard>, req: Request) -> Result<Option<Bytes>, Disconnect> {
             let version = req.version;
-            let correlation_id = req.header.correlation_id;
+            let correlation_id = req.ctx.header.correlation_id;
             match req.body {
                 Body::ApiVersions(body) => {
                     let (resp, answer_version) = handlers::api_versions::handle(body.as_ref(), version);
@@ -97,13 +111,13 @@ macro_rules! handled_apis {
                     Ok(Some(encode(req.key, answer_version, answer_version, correlation_id, &resp)?))
                 }
                 Body::Produce(body) => {
-                    match handlers::produce::handle(shard, &req.header, body, version).await? {
+                    match handlers::produce::handle(shard, &req.ctx, body, version).await? {
                         Some(resp) => Ok(Some(encode(req.key, version, version, correlation_id, &resp)?)),
                         None => Ok(None),
                     }
                 }
                 $(Body::$key(body) => {
-                    let resp = handlers::$module::handle(shard, &req.header, body, version).await;
+                    let resp = handlers::$module::handle(shard, &req.ctx, body, version).await;
                     Ok(Some(encode(req.key, version, version, correlation_id, &resp)?))
                 })*
             }
@@ -121,13 +135,31 @@ handled_apis! {
     CreatePartitions => create_partitions: kafka_protocol::messages::CreatePartitionsRequest,
     DescribeCluster => describe_cluster: kafka_protocol::messages::DescribeClusterRequest,
     InitProducerId => init_producer_id: kafka_protocol::messages::InitProducerIdRequest,
+    FindCoordinator => find_coordinator: kafka_protocol::messages::FindCoordinatorRequest,
+    JoinGroup => join_group: kafka_protocol::messages::JoinGroupRequest,
+    SyncGroup => sync_group: kafka_protocol::messages::SyncGroupRequest,
+    Heartbeat => heartbeat: kafka_protocol::messages::HeartbeatRequest,
+    LeaveGroup => leave_group: kafka_protocol::messages::LeaveGroupRequest,
+    OffsetCommit => offset_commit: kafka_protocol::messages::OffsetCommitRequest,
+    OffsetFetch => offset_fetch: kafka_protocol::messages::OffsetFetchRequest,
+    ListGroups => list_groups: kafka_protocol::messages::ListGroupsRequest,
+    DescribeGroups => describe_groups: kafka_protocol::messages::DescribeGroupsRequest,
+    DeleteGroups => delete_groups: kafka_protocol::messages::DeleteGroupsRequest,
+    OffsetDelete => offset_delete: kafka_protocol::messages::OffsetDeleteRequest,
+}
+
+/// What a handler knows about the request besides its body.
+pub struct RequestContext {
+    pub header: RequestHeader,
+    /// The client's address, as seen by this agent.
+    pub peer: SocketAddr,
 }
 
 /// A request, decoded.
 pub struct Request {
     pub key: ApiKey,
     pub version: i16,
-    pub header: RequestHeader,
+    pub ctx: RequestContext,
     pub body: Body,
 }
 
@@ -135,7 +167,7 @@ pub struct Request {
 /// every length in the body is backed by its bytes. Decoding here, before the request runs,
 /// means a malformed request closes the connection before anything pipelined behind it runs.
 /// ApiVersions of an unsupported version is let through: it gets a v0 answer, as Kafka gives.
-pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
+pub fn parse(mut frame: Bytes, peer: SocketAddr) -> Result<Request, Disconnect> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let key = ApiKey::try_from(raw_key).map_err(|_| Disconnect::UnknownApi(raw_key))?;
@@ -144,7 +176,10 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
         return Ok(Request {
             key,
             version,
-            header: RequestHeader::default().with_correlation_id(correlation_id),
+            ctx: RequestContext {
+                header: RequestHeader::default().with_correlation_id(correlation_id),
+                peer,
+            },
             body: Body::ApiVersions(None),
         });
     }
@@ -160,7 +195,7 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
     Ok(Request {
         key,
         version,
-        header,
+        ctx: RequestContext { header, peer },
         body,
     })
 }

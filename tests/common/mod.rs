@@ -63,7 +63,19 @@ impl Agent {
             .append(true)
             .open(self.data_dir.join("agent.log"))
             .expect("agent log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        // WEFT_TEST_WRAPPER runs the agent under another program, e.g. a debugger:
+        // WEFT_TEST_WRAPPER="gdb -batch -ex run -ex bt --args".
+        let wrapper = std::env::var("WEFT_TEST_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_weft"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_weft")),
+        };
+        let child = cmd
             .arg("agent")
             .arg("--kafka-addr")
             .arg(format!("127.0.0.1:{}", self.port))

@@ -4,18 +4,19 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader};
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::metadata::MetadataError;
+use crate::server::dispatch::RequestContext;
 use crate::server::errors::metadata_error_code;
 use crate::shard::Shard;
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    _ctx: &RequestContext,
     req: DeleteTopicsRequest,
     _version: i16,
 ) -> DeleteTopicsResponse {

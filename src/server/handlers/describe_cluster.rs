@@ -3,12 +3,11 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
-};
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::server::dispatch::RequestContext;
 use crate::shard::Shard;
 
 /// `endpoint_type` for broker endpoints (KIP-919).
@@ -16,7 +15,7 @@ const ENDPOINT_BROKERS: i8 = 1;
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    _ctx: &RequestContext,
     req: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::future::{select, Either};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::fetch::{assemble, read_chunk};
 use crate::metadata::{FetchChunks, MetadataError};
+use crate::server::dispatch::RequestContext;
 use crate::server::errors::metadata_error_code;
 use crate::shard::Shard;
 
@@ -31,7 +32,7 @@ struct Wanted {
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    _ctx: &RequestContext,
     req: FetchRequest,
     version: i16,
 ) -> FetchResponse {

@@ -8,13 +8,14 @@ use std::rc::Rc;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::fetch::read_chunk;
 use crate::metadata::ChunkLocation;
 use crate::protocol::record_batch;
+use crate::server::dispatch::RequestContext;
 use crate::server::errors::metadata_error_code;
 use crate::shard::Shard;
 
@@ -24,7 +25,7 @@ const MAX_TIMESTAMP: i64 = -3;
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    _ctx: &RequestContext,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {

@@ -6,19 +6,20 @@ use std::rc::Rc;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::protocol::topic_name;
+use crate::server::dispatch::RequestContext;
 use crate::server::errors::metadata_error_code;
 use crate::shard::Shard;
 use crate::topics::Topic;
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    _ctx: &RequestContext,
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {

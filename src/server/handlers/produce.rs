@@ -6,12 +6,13 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use crate::produce::{Append, BatchResult, ProducerFields};
 use crate::protocol::{record_batch, topic_name};
 use crate::server::dispatch::Disconnect;
+use crate::server::dispatch::RequestContext;
 use crate::server::errors::{batch_error_code, metadata_error_code, produce_error_code};
 use crate::shard::Shard;
 
@@ -24,7 +25,7 @@ fn partition(index: i32, code: ResponseError) -> PartitionProduceResponse {
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _header: &RequestHeader,
+    _ctx: &RequestContext,
     req: ProduceRequest,
     version: i16,
 ) -> Result<Option<ProduceResponse>, Disconnect> {

@@ -1,0 +1,256 @@
+//! Consumer groups with real clients (the rdkafka crate): subscriptions, rebalances when
+//! members leave and join, committed offsets across an agent restart, and a larger group
+//! reaching a stable assignment.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::kafka::*;
+use common::Agent;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::ClientContext;
+
+/// Commits what the member has consumed before its partitions are taken away, so that the
+/// next owner starts exactly where it stopped.
+struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {
+    // WEFT_TEST_CLIENT_DEBUG=cgrp,protocol prints the client's own log, for debugging.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if std::env::var_os("WEFT_TEST_CLIENT_DEBUG").is_some() {
+            eprintln!("rdkafka {level:?} {fac}: {log_message}");
+        }
+    }
+}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Nothing consumed yet is not an error worth stopping for.
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        }
+    }
+}
+
+fn member(agent: &Agent, group: &str, strategy: &str) -> BaseConsumer<CommitOnRevoke> {
+    let mut cfg = ClientConfig::new();
+    if let Ok(debug) = std::env::var("WEFT_TEST_CLIENT_DEBUG") {
+        cfg.set("debug", debug);
+    }
+    cfg.set("bootstrap.servers", agent.bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", strategy)
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "500")
+        .create_with_context(CommitOnRevoke)
+        .expect("consumer")
+}
+
+fn agent() -> Agent {
+    Agent::start_with(&["--group-initial-rebalance-delay", "300ms"])
+}
+
+/// Runs a member on its own thread until `stop`, counting every key it is handed.
+fn spawn_member(
+    agent: &Agent,
+    group: &str,
+    topic: &str,
+    strategy: &str,
+    seen: Arc<Mutex<HashMap<String, usize>>>,
+    total: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let c = member(agent, group, strategy);
+    c.subscribe(&[topic]).expect("subscribe");
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match c.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(e)) => eprintln!("consumer error: {e}"),
+                Some(Ok(m)) => {
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+                    *seen.lock().unwrap().entry(key).or_default() += 1;
+                    total.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let _ = c.commit_consumer_state(CommitMode::Sync);
+        // Dropping the consumer leaves the group.
+    })
+}
+
+fn wait_until(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn exactly_once_across_a_rebalance(strategy: &str) {
+    let agent = agent();
+    let topic = "orders";
+    create_topic(&agent, topic, 12, &[]);
+    let total_records = 200_000;
+    let p = producer(&agent, &[("acks", "all"), ("batch.num.messages", "5000")]);
+    produce_all(&p, topic, &simple_records(total_records, 12));
+
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let total = Arc::new(AtomicUsize::new(0));
+    let stops: Vec<_> = (0..4).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let started = Instant::now();
+    let mut members: Vec<_> = (0..3)
+        .map(|i| {
+            spawn_member(
+                &agent,
+                "g-once",
+                topic,
+                strategy,
+                seen.clone(),
+                total.clone(),
+                stops[i].clone(),
+            )
+        })
+        .collect();
+    wait_until("a third of the records", Duration::from_secs(120), || {
+        total.load(Ordering::Relaxed) > total_records / 3
+    });
+    // One member leaves; another joins.
+    stops[1].store(true, Ordering::Relaxed);
+    members.remove(1).join().unwrap();
+    members.push(spawn_member(
+        &agent,
+        "g-once",
+        topic,
+        strategy,
+        seen.clone(),
+        total.clone(),
+        stops[3].clone(),
+    ));
+    wait_until("every record", Duration::from_secs(180), || {
+        total.load(Ordering::Relaxed) >= total_records
+    });
+    // A moment longer: anything delivered twice would show up now.
+    std::thread::sleep(Duration::from_millis(1500));
+    for s in &stops {
+        s.store(true, Ordering::Relaxed);
+    }
+    for m in members {
+        m.join().unwrap();
+    }
+    println!(
+        "{strategy}: {total_records} records consumed by a changing group in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), total_records, "every key consumed");
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n != 1).take(5).collect();
+    assert!(twice.is_empty(), "keys consumed more than once: {twice:?}");
+}
+
+#[test]
+fn three_consumers_read_200k_exactly_once_across_a_rebalance_range() {
+    exactly_once_across_a_rebalance("range");
+}
+
+#[test]
+fn three_consumers_read_200k_exactly_once_across_a_rebalance_cooperative_sticky() {
+    exactly_once_across_a_rebalance("cooperative-sticky");
+}
+
+#[test]
+fn committed_offsets_survive_an_agent_restart() {
+    let mut agent = agent();
+    create_topic(&agent, "resume", 2, &[]);
+    let p = producer(&agent, &[("acks", "all")]);
+    produce_all(&p, "resume", &simple_records(1000, 2));
+
+    let first: HashSet<String> = {
+        let c = member(&agent, "g-resume", "roundrobin");
+        c.subscribe(&["resume"]).unwrap();
+        let mut got = HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while got.len() < 400 {
+            assert!(
+                Instant::now() < deadline,
+                "first consumer got {} records",
+                got.len()
+            );
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                got.insert(String::from_utf8_lossy(m.key().unwrap()).to_string());
+            }
+        }
+        c.commit_consumer_state(CommitMode::Sync).expect("commit");
+        got
+    };
+    agent.restart();
+
+    let c = member(&agent, "g-resume", "roundrobin");
+    c.subscribe(&["resume"]).unwrap();
+    let mut rest = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.len() + rest.len() < 1000 {
+        assert!(
+            Instant::now() < deadline,
+            "resumed consumer got {} records",
+            rest.len()
+        );
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8_lossy(m.key().unwrap()).to_string();
+            assert!(
+                !first.contains(&key),
+                "{key} was consumed before the restart"
+            );
+            assert!(rest.insert(key.clone()), "{key} consumed twice");
+        }
+    }
+    // Committed positions are visible to any client.
+    let committed = c.committed(Duration::from_secs(10)).unwrap();
+    assert_eq!(committed.count(), 2);
+}
+
+#[test]
+fn ten_consumers_reach_a_stable_assignment() {
+    let agent = agent();
+    create_topic(&agent, "wide", 20, &[]);
+    let started = Instant::now();
+    let consumers: Vec<_> = (0..10)
+        .map(|_| {
+            let c = member(&agent, "g-ten", "range");
+            c.subscribe(&["wide"]).unwrap();
+            c
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no stable assignment");
+        for c in &consumers {
+            let _ = c.poll(Duration::from_millis(10));
+        }
+        let assignments: Vec<Vec<i32>> = consumers
+            .iter()
+            .map(|c| {
+                c.assignment()
+                    .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut all: Vec<i32> = assignments.iter().flatten().copied().collect();
+        all.sort();
+        if assignments.iter().all(|a| a.len() == 2) && all == (0..20).collect::<Vec<_>>() {
+            break;
+        }
+    }
+    println!(
+        "10 consumers stable on 20 partitions after {:.2}s (session timeout 10s)",
+        started.elapsed().as_secs_f64()
+    );
+}
