@@ -406,10 +406,8 @@ mod tests {
             ),
             ApiKey::Metadata => encoded(
                 &MetadataRequest::default().with_topics(Some(vec![
-                    metadata_request::MetadataRequestTopic::default()
-                        .with_name(Some(name("t"))),
-                    metadata_request::MetadataRequestTopic::default()
-                        .with_name(Some(name("u"))),
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(name("t"))),
+                    metadata_request::MetadataRequestTopic::default().with_name(Some(name("u"))),
                 ])),
                 v,
             ),

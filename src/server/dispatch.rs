@@ -134,9 +134,8 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
 /// Decodes a request body, turning a codec failure into a disconnect.
 pub fn decode<T: Decodable>(req: &mut Request) -> Result<T, Disconnect> {
     // The codec sizes allocations from counts on the wire; check them against the bytes first.
-    request_shape::check(req.key, req.version, &req.body).map_err(|e| {
-        Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version))
-    })?;
+    request_shape::check(req.key, req.version, &req.body)
+        .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))?;
     T::decode(&mut req.body, req.version)
         .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))
 }
