@@ -85,7 +85,7 @@ impl ShardProducer {
                 segment_bytes_target: limits.segment_bytes_target,
                 batch_timeout: limits.batch_timeout,
                 uploads_inflight_max: limits.uploads_inflight_max,
-                flush_when_idle: true,
+                flush_when_idle: limits.flush_when_idle,
             })),
             store,
             metadata,

@@ -1,0 +1,237 @@
+//! The thin glommio driver of the S3 client: one shard's keep-alive connections to the
+//! endpoint, and one request/response exchange on them. Parsing lives in `http.rs`.
+//!
+//! Owned by one shard's store and used only there. Connections are taken from the idle list
+//! (newest first) or opened, used for one exchange, and put back only when the response said
+//! the connection may be reused and nothing followed it.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+
+use super::http::{self, HttpError, Request, Response, ResponseReader};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bodies up to this size go out in the same write as the head.
+const COALESCE_BODY_BYTES_MAX: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+struct Conn {
+    stream: TcpStream,
+    /// Received bytes not yet parsed.
+    buf: Vec<u8>,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+pub struct Pool {
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+    idle_max: usize,
+    idle_lifetime: Duration,
+    idle: RefCell<Vec<Idle>>,
+    /// Bounds the connections open at once, idle ones excluded.
+    slots: Semaphore,
+}
+
+impl Pool {
+    pub fn new(
+        host: String,
+        port: u16,
+        connect_timeout: Duration,
+        connections_max: usize,
+        idle_max: usize,
+        idle_lifetime: Duration,
+    ) -> Pool {
+        Pool {
+            host,
+            port,
+            connect_timeout,
+            idle_max,
+            idle_lifetime,
+            idle: RefCell::new(Vec::new()),
+            slots: Semaphore::new(connections_max as u64),
+        }
+    }
+
+    /// Sends one request and reads its response. A reused connection that turns out to have
+    /// been closed by the server before it answered is replaced by a fresh one once: the
+    /// request never reached a live server, so resending it is always safe.
+    pub async fn exchange(
+        &self,
+        req: &Request<'_>,
+        body: &[u8],
+        reader: impl Fn() -> ResponseReader,
+    ) -> Result<Response, ConnError> {
+        let _slot = self
+            .slots
+            .acquire_permit(1)
+            .await
+            .map_err(|e| ConnError::Io(io::Error::other(e.to_string())))?;
+        let mut head = Vec::with_capacity(512 + body.len().min(COALESCE_BODY_BYTES_MAX));
+        http::write_request_head(req, &mut head);
+        if let Some(conn) = self.take_idle() {
+            let mut r = reader();
+            match exchange_on(conn, &head, body, &mut r).await {
+                Ok(done) => return Ok(self.finish(done, r)),
+                Err((e, answered)) if answered => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let conn = self.connect().await?;
+        let mut r = reader();
+        match exchange_on(conn, &head, body, &mut r).await {
+            Ok(done) => Ok(self.finish(done, r)),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    fn finish(&self, conn: Conn, reader: ResponseReader) -> Response {
+        let response = reader.into_response();
+        if response.keep_alive && conn.buf.is_empty() {
+            let mut idle = self.idle.borrow_mut();
+            if idle.len() < self.idle_max {
+                idle.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        }
+        response
+    }
+
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let now = Instant::now();
+        idle.retain(|i| now.duration_since(i.since) < self.idle_lifetime);
+        idle.pop().map(|i| i.conn)
+    }
+
+    async fn connect(&self) -> Result<Conn, ConnError> {
+        let addrs = self.resolve().await?;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(addr, self.connect_timeout).await {
+                Ok(stream) => {
+                    // Requests are written whole; Nagle would only delay the last packet.
+                    stream
+                        .set_nodelay(true)
+                        .map_err(|e| ConnError::Io(io::Error::other(e.to_string())))?;
+                    return Ok(Conn {
+                        stream,
+                        buf: Vec::new(),
+                    });
+                }
+                Err(e) => last = Some((addr, e)),
+            }
+        }
+        let (addr, e) = last.expect("resolve returns at least one address");
+        Err(ConnError::Connect {
+            addr: addr.to_string(),
+            source: io::Error::other(e.to_string()),
+        })
+    }
+
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnError> {
+        if let Ok(ip) = self.host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        // getaddrinfo blocks; it runs on glommio's blocking pool, off the reactor.
+        let (host, port) = (self.host.clone(), self.port);
+        let resolved = glommio::executor()
+            .spawn_blocking(move || {
+                (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>())
+            })
+            .await;
+        match resolved {
+            Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+            Ok(_) => Err(ConnError::Resolve {
+                host: self.host.clone(),
+                source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+            }),
+            Err(source) => Err(ConnError::Resolve {
+                host: self.host.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// One exchange on `conn`. On failure, also says whether any byte of a response arrived (after
+/// which the request cannot be assumed unsent).
+async fn exchange_on(
+    mut conn: Conn,
+    head: &[u8],
+    body: &[u8],
+    reader: &mut ResponseReader,
+) -> Result<Conn, (ConnError, bool)> {
+    let sent = async {
+        if body.len() <= COALESCE_BODY_BYTES_MAX {
+            let mut both = Vec::with_capacity(head.len() + body.len());
+            both.extend_from_slice(head);
+            both.extend_from_slice(body);
+            conn.stream.write_all(&both).await?;
+        } else {
+            conn.stream.write_all(head).await?;
+            conn.stream.write_all(body).await?;
+        }
+        conn.stream.flush().await
+    }
+    .await;
+    if let Err(e) = sent {
+        return Err((ConnError::Io(e), false));
+    }
+    let mut received_any = false;
+    loop {
+        if !conn.buf.is_empty() {
+            let n = reader
+                .feed(&conn.buf)
+                .map_err(|e| (ConnError::Http(e), true))?;
+            conn.buf.drain(..n);
+            if reader.is_done() {
+                return Ok(conn);
+            }
+        }
+        let len = conn.buf.len();
+        conn.buf.resize(len + READ_CHUNK_BYTES, 0);
+        let read = conn.stream.read(&mut conn.buf[len..]).await;
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                conn.buf.truncate(len);
+                return Err((ConnError::Io(e), received_any));
+            }
+        };
+        conn.buf.truncate(len + n);
+        if n == 0 {
+            reader
+                .eof()
+                .map_err(|e| (ConnError::Http(e), received_any))?;
+            return Ok(conn);
+        }
+        received_any = true;
+    }
+}

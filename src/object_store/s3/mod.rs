@@ -1,0 +1,676 @@
+//! A bucket in S3 or an S3-compatible server (`s3://BUCKET?region=R&endpoint=URL`).
+//!
+//! Each shard opens its own [`S3Store`] and uses it only on that shard: requests are signed by
+//! rusty_s3 (presigned URLs, so a body is never hashed twice) and sent over the shard's own
+//! keep-alive glommio connections (`conn.rs`), with responses parsed sans-IO (`http.rs`).
+//! Every operation runs under a per-attempt timeout and is retried with jittered exponential
+//! backoff on server errors, throttling, timeouts and broken connections (`retry.rs`), bounded
+//! in attempts and in total time. When the retries run out, the error names the bucket, the
+//! key and the last status.
+//!
+//! Integrity: a PUT carries the body's CRC-32C in `x-amz-checksum-crc32c`, so a store that
+//! checks it refuses a body damaged on the way; readers verify chunk CRCs after every GET
+//! (`fetch::read_chunk`).
+//!
+//! Only `http://` endpoints are supported: TLS is not implemented yet, and an `https://`
+//! endpoint is refused at start-up.
+
+mod conn;
+pub mod http;
+pub mod retry;
+pub mod url;
+pub mod xml;
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rusty_s3::{Bucket, Credentials, S3Action};
+
+use super::file::validate_key;
+use super::{ObjectStore, ObjectStoreError};
+use crate::limits::S3Limits;
+use conn::{ConnError, Pool};
+use http::{BodyLimits, HttpError, Method, Request, Response, ResponseReader};
+use retry::RetryPolicy;
+pub use url::{Addressing, S3Location};
+
+/// How long a presigned URL stays valid. It only has to outlive one attempt; the margin
+/// absorbs clock skew between the agent and the store.
+const PRESIGN_EXPIRY: Duration = Duration::from_secs(15 * 60);
+/// Keys asked for per ListObjectsV2 page (S3's maximum).
+const LIST_PAGE_KEYS: usize = 1000;
+
+/// Why one attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    #[error("HTTP {status}{}{}", code_suffix(.code), message_suffix(.message))]
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+    },
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+}
+
+fn message_suffix(message: &Option<String>) -> String {
+    message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
+}
+
+impl S3Error {
+    fn status(&self) -> Option<u16> {
+        match self {
+            S3Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether another attempt may succeed. A response that broke a size bound would break it
+    /// again, so it is final; any other broken exchange is treated like a dropped connection.
+    fn is_retriable(&self) -> bool {
+        match self {
+            S3Error::Timeout(_) => true,
+            S3Error::Status { status, code, .. } => {
+                retry::is_retriable_status(*status, code.as_deref())
+            }
+            S3Error::Conn(ConnError::Http(
+                HttpError::HeadTooLarge(_)
+                | HttpError::BodyTooLarge { .. }
+                | HttpError::LengthMismatch { .. },
+            )) => false,
+            S3Error::Conn(_) => true,
+        }
+    }
+}
+
+/// How an operation ended, before it is named in an [`ObjectStoreError`].
+#[derive(Debug)]
+enum Failure {
+    /// The store answered with a status that will not change on retry.
+    Refused(Response, S3Error),
+    /// The exchange failed in a way that will not change on retry.
+    Final(S3Error),
+    /// Retriable failures, until the attempts or the time ran out.
+    Exhausted { attempts: u32, last: S3Error },
+}
+
+/// What one operation sends.
+struct Op<'a> {
+    name: &'static str,
+    method: Method,
+    key: &'a str,
+    range: Option<Range<u64>>,
+    body: &'a [u8],
+    headers: &'a [(&'a str, String)],
+    limits: BodyLimits,
+}
+
+/// Reads credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary
+/// credentials, `AWS_SESSION_TOKEN`.
+pub fn credentials_from_env() -> Result<Credentials, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        (Some(key), Some(secret)) => Ok(match var("AWS_SESSION_TOKEN") {
+            Some(token) => Credentials::new_with_token(key, secret, token),
+            None => Credentials::new(key, secret),
+        }),
+        _ => Err("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the s3:// store".into()),
+    }
+}
+
+/// Checks a bucket URL and the credentials without opening anything, so that the agent can
+/// refuse to start before any shard runs.
+pub fn check(url: &str) -> Result<(), ObjectStoreError> {
+    let invalid = |why: String| ObjectStoreError::InvalidUrl(url.to_string(), why);
+    S3Location::parse(url)
+        .and_then(|l| l.bucket())
+        .map_err(invalid)?;
+    credentials_from_env().map_err(invalid)?;
+    Ok(())
+}
+
+pub struct S3Store {
+    location: S3Location,
+    bucket: Bucket,
+    credentials: Credentials,
+    /// The Host header: the host of the bucket's URL, with its port unless it is the default.
+    host_header: String,
+    pool: Pool,
+    retry: RetryPolicy,
+    limits: S3Limits,
+    rng: RefCell<fastrand::Rng>,
+}
+
+impl S3Store {
+    /// Opens the store for `url`, with credentials from the environment. Opens no connection.
+    pub fn open(url: &str, limits: &S3Limits) -> Result<S3Store, ObjectStoreError> {
+        let invalid = |why: String| ObjectStoreError::InvalidUrl(url.to_string(), why);
+        let location = S3Location::parse(url).map_err(invalid)?;
+        let credentials = credentials_from_env().map_err(invalid)?;
+        S3Store::new(location, credentials, limits).map_err(invalid)
+    }
+
+    pub fn new(
+        location: S3Location,
+        credentials: Credentials,
+        limits: &S3Limits,
+    ) -> Result<S3Store, String> {
+        let bucket = location.bucket()?;
+        let base = bucket.base_url();
+        let host = base
+            .host_str()
+            .ok_or_else(|| format!("endpoint {base} has no host"))?
+            .to_string();
+        let port = base
+            .port_or_known_default()
+            .ok_or_else(|| format!("endpoint {base} has no port"))?;
+        let host_header = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let pool = Pool::new(
+            host,
+            port,
+            limits.connect_timeout,
+            limits.connections_max,
+            limits.idle_connections_max,
+            limits.idle_connection_lifetime,
+        );
+        Ok(S3Store {
+            location,
+            bucket,
+            credentials,
+            host_header,
+            pool,
+            retry: RetryPolicy::from_limits(limits),
+            limits: limits.clone(),
+            rng: RefCell::new(fastrand::Rng::new()),
+        })
+    }
+
+    pub fn bucket_name(&self) -> &str {
+        &self.location.bucket
+    }
+
+    /// Creates the bucket; succeeds if this account already owns it. For tests and tools: the
+    /// agent expects its bucket to exist.
+    pub async fn create_bucket(&self) -> Result<(), ObjectStoreError> {
+        let action = self.bucket.create_bucket(&self.credentials);
+        let body = action.body();
+        let op = Op {
+            name: "CreateBucket",
+            method: Method::Put,
+            key: "",
+            range: None,
+            body: body.as_bytes(),
+            headers: &[],
+            limits: self.body_limits(0, None),
+        };
+        match self.execute(&op, &|| action.sign(PRESIGN_EXPIRY)).await {
+            Ok(_) => Ok(()),
+            Err(Failure::Refused(_, S3Error::Status { code: Some(c), .. }))
+                if c == "BucketAlreadyOwnedByYou" =>
+            {
+                Ok(())
+            }
+            Err(f) => Err(self.error(&op, f)),
+        }
+    }
+
+    /// The size of an object.
+    pub async fn head(&self, key: &str) -> Result<u64, ObjectStoreError> {
+        validate_key(key)?;
+        let action = self.bucket.head_object(Some(&self.credentials), key);
+        let op = Op {
+            name: "HEAD",
+            method: Method::Head,
+            key,
+            range: None,
+            body: &[],
+            headers: &[],
+            limits: self.body_limits(0, None),
+        };
+        match self.execute(&op, &|| action.sign(PRESIGN_EXPIRY)).await {
+            Ok(resp) => resp.content_length.ok_or_else(|| {
+                self.error(
+                    &op,
+                    Failure::Final(S3Error::Conn(ConnError::Http(HttpError::BadHead(
+                        "HEAD answer without content-length".into(),
+                    )))),
+                )
+            }),
+            Err(f) => Err(self.error(&op, f)),
+        }
+    }
+
+    fn body_limits(&self, success_bytes_max: u64, exact: Option<u64>) -> BodyLimits {
+        BodyLimits {
+            success_bytes_max,
+            success_bytes_exact: exact,
+            error_bytes_max: self.limits.error_body_bytes_max,
+            head_bytes_max: self.limits.response_head_bytes_max,
+        }
+    }
+
+    /// Runs one operation with timeouts and retries. `sign` presigns a fresh URL per attempt.
+    async fn execute(
+        &self,
+        op: &Op<'_>,
+        sign: &dyn Fn() -> ::url::Url,
+    ) -> Result<Response, Failure> {
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            let url = sign();
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
+            };
+            let req = Request {
+                method: op.method,
+                target: &target,
+                host: &self.host_header,
+                range: op.range.clone(),
+                body_len: op.body.len(),
+                headers: op.headers,
+            };
+            let remaining = self
+                .retry
+                .operation_timeout
+                .saturating_sub(started.elapsed());
+            let limit = self.limits.attempt_timeout.min(remaining);
+            let exchange = self
+                .pool
+                .exchange(&req, op.body, || ResponseReader::new(op.method, op.limits));
+            let e = match within(limit, exchange).await {
+                None => S3Error::Timeout(limit),
+                Some(Err(e)) => S3Error::Conn(e),
+                Some(Ok(resp)) if (200..300).contains(&resp.status) => return Ok(resp),
+                Some(Ok(resp)) => {
+                    let doc = xml::parse_error(&resp.body);
+                    let e = S3Error::Status {
+                        status: resp.status,
+                        code: doc.code,
+                        message: doc.message,
+                    };
+                    if !e.is_retriable() {
+                        return Err(Failure::Refused(resp, e));
+                    }
+                    e
+                }
+            };
+            if !e.is_retriable() {
+                return Err(Failure::Final(e));
+            }
+            attempts += 1;
+            let random = self.rng.borrow_mut().u64(..);
+            match self.retry.next_delay(attempts, started.elapsed(), random) {
+                None => return Err(Failure::Exhausted { attempts, last: e }),
+                Some(wait) => {
+                    tracing::debug!(
+                        op = op.name,
+                        bucket = self.location.bucket,
+                        key = op.key,
+                        attempts,
+                        wait_ms = wait.as_millis() as u64,
+                        error = %e,
+                        "S3 request failed; retrying"
+                    );
+                    glommio::timer::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Names a failed operation for the caller.
+    fn error(&self, op: &Op<'_>, failure: Failure) -> ObjectStoreError {
+        let bucket = self.location.bucket.clone();
+        let key = op.key.to_string();
+        match failure {
+            Failure::Refused(resp, e) if resp.status == 404 && is_missing_key(&e) => {
+                ObjectStoreError::NotFound { key }
+            }
+            Failure::Refused(resp, e) => ObjectStoreError::Rejected {
+                op: op.name,
+                bucket,
+                key,
+                status: resp.status,
+                detail: e.to_string(),
+            },
+            Failure::Final(e) => ObjectStoreError::BadResponse {
+                op: op.name,
+                bucket,
+                key,
+                detail: e.to_string(),
+            },
+            Failure::Exhausted { attempts, last } => ObjectStoreError::Unavailable {
+                op: op.name,
+                bucket,
+                key,
+                status: last.status(),
+                attempts,
+                detail: last.to_string(),
+            },
+        }
+    }
+}
+
+/// A 404 means the object is missing unless the body says the bucket is.
+fn is_missing_key(e: &S3Error) -> bool {
+    !matches!(e, S3Error::Status { code: Some(c), .. } if c == "NoSuchBucket")
+}
+
+async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    use futures::future::{select, Either};
+    match select(
+        std::pin::pin!(fut),
+        std::pin::pin!(glommio::timer::sleep(limit)),
+    )
+    .await
+    {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+/// Standard base64 of a big-endian CRC-32C, as `x-amz-checksum-crc32c` wants it.
+fn crc32c_header(body: &[u8]) -> String {
+    base64(&crc32c::crc32c(body).to_be_bytes())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let b = [
+            group[0],
+            group.get(1).copied().unwrap_or(0),
+            group.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[async_trait::async_trait(?Send)]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError> {
+        validate_key(key)?;
+        let checksum = crc32c_header(&body);
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        action
+            .headers_mut()
+            .insert("x-amz-checksum-crc32c", checksum.clone());
+        let headers = [("x-amz-checksum-crc32c", checksum)];
+        let op = Op {
+            name: "PUT",
+            method: Method::Put,
+            key,
+            range: None,
+            body: &body,
+            headers: &headers,
+            limits: self.body_limits(self.limits.error_body_bytes_max, None),
+        };
+        self.execute(&op, &|| action.sign(PRESIGN_EXPIRY))
+            .await
+            .map(drop)
+            .map_err(|f| self.error(&op, f))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectStoreError> {
+        validate_key(key)?;
+        let out_of_bounds = |size| ObjectStoreError::RangeOutOfBounds {
+            key: key.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        };
+        if range.start >= range.end {
+            // HTTP cannot ask for an empty range; the object's size says whether it is valid.
+            let size = self.head(key).await?;
+            return if range.start == range.end && range.end <= size {
+                Ok(Bytes::new())
+            } else {
+                Err(out_of_bounds(size))
+            };
+        }
+        let len = range.end - range.start;
+        if len > self.limits.object_bytes_max {
+            return Err(ObjectStoreError::BadResponse {
+                op: "GET",
+                bucket: self.location.bucket.clone(),
+                key: key.to_string(),
+                detail: format!(
+                    "range of {len} bytes exceeds the limit of {}",
+                    self.limits.object_bytes_max
+                ),
+            });
+        }
+        let action = self.bucket.get_object(Some(&self.credentials), key);
+        let op = Op {
+            name: "GET",
+            method: Method::Get,
+            key,
+            range: Some(range.clone()),
+            body: &[],
+            headers: &[],
+            limits: self.body_limits(len, Some(len)),
+        };
+        match self.execute(&op, &|| action.sign(PRESIGN_EXPIRY)).await {
+            Ok(resp) => {
+                let starts_right = match resp.content_range.and_then(|c| c.range) {
+                    Some((start, _)) => start == range.start,
+                    // A 200 carries the whole object, which matches only from offset 0.
+                    None => range.start == 0,
+                };
+                if starts_right {
+                    Ok(resp.body)
+                } else {
+                    Err(self.error(
+                        &op,
+                        Failure::Final(S3Error::Conn(ConnError::Http(HttpError::BadHead(
+                            format!("answer to range {range:?} is {:?}", resp.content_range),
+                        )))),
+                    ))
+                }
+            }
+            Err(Failure::Refused(resp, _)) if resp.status == 416 => Err(out_of_bounds(
+                resp.content_range.and_then(|c| c.size).unwrap_or(0),
+            )),
+            Err(Failure::Final(S3Error::Conn(ConnError::Http(HttpError::LengthMismatch {
+                object_size: Some(size),
+                ..
+            }))))
+                if range.end > size =>
+            {
+                Err(out_of_bounds(size))
+            }
+            Err(f) => Err(self.error(&op, f)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, ObjectStoreError> {
+        validate_key(key)?;
+        let action = self.bucket.get_object(Some(&self.credentials), key);
+        let op = Op {
+            name: "GET",
+            method: Method::Get,
+            key,
+            range: None,
+            body: &[],
+            headers: &[],
+            limits: self.body_limits(self.limits.object_bytes_max, None),
+        };
+        self.execute(&op, &|| action.sign(PRESIGN_EXPIRY))
+            .await
+            .map(|r| r.body)
+            .map_err(|f| self.error(&op, f))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), ObjectStoreError> {
+        validate_key(key)?;
+        let action = self.bucket.delete_object(Some(&self.credentials), key);
+        let op = Op {
+            name: "DELETE",
+            method: Method::Delete,
+            key,
+            range: None,
+            body: &[],
+            headers: &[],
+            limits: self.body_limits(self.limits.error_body_bytes_max, None),
+        };
+        match self.execute(&op, &|| action.sign(PRESIGN_EXPIRY)).await {
+            Ok(_) => Ok(()),
+            // Deleting what is not there succeeds, so retries are idempotent.
+            Err(Failure::Refused(resp, e)) if resp.status == 404 && is_missing_key(&e) => Ok(()),
+            Err(f) => Err(self.error(&op, f)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+        let mut keys = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+            action.with_prefix(prefix);
+            action.with_max_keys(LIST_PAGE_KEYS);
+            if let Some(token) = &continuation {
+                action.with_continuation_token(token.as_str());
+            }
+            let op = Op {
+                name: "ListObjectsV2",
+                method: Method::Get,
+                key: prefix,
+                range: None,
+                body: &[],
+                headers: &[],
+                limits: self.body_limits(self.limits.list_page_bytes_max, None),
+            };
+            let resp = self
+                .execute(&op, &|| action.sign(PRESIGN_EXPIRY))
+                .await
+                .map_err(|f| self.error(&op, f))?;
+            let page = xml::parse_list_page(&resp.body).map_err(|detail| {
+                ObjectStoreError::BadResponse {
+                    op: op.name,
+                    bucket: self.location.bucket.clone(),
+                    key: prefix.to_string(),
+                    detail,
+                }
+            })?;
+            keys.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix)));
+            if keys.len() > self.limits.list_keys_max {
+                return Err(ObjectStoreError::BadResponse {
+                    op: op.name,
+                    bucket: self.location.bucket.clone(),
+                    key: prefix.to_string(),
+                    detail: format!(
+                        "more than {} keys under the prefix",
+                        self.limits.list_keys_max
+                    ),
+                });
+            }
+            match page.continuation {
+                Some(token) if Some(&token) != continuation.as_ref() => continuation = Some(token),
+                Some(_) => {
+                    return Err(ObjectStoreError::BadResponse {
+                        op: op.name,
+                        bucket: self.location.bucket.clone(),
+                        key: prefix.to_string(),
+                        detail: "the listing repeats its continuation token".into(),
+                    })
+                }
+                None => break,
+            }
+        }
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    async fn probe(&self) -> Result<(), ObjectStoreError> {
+        let action = self.bucket.head_bucket(Some(&self.credentials));
+        let op = Op {
+            name: "HeadBucket",
+            method: Method::Head,
+            key: "",
+            range: None,
+            body: &[],
+            headers: &[],
+            limits: self.body_limits(0, None),
+        };
+        self.execute(&op, &|| action.sign(PRESIGN_EXPIRY))
+            .await
+            .map(drop)
+            .map_err(|f| self.error(&op, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe, 0xfd, 0xfc]), "//79/A==");
+        // The CRC-32C check value of "123456789" is 0xe3069283.
+        assert_eq!(
+            crc32c_header(b"123456789"),
+            base64(&[0xe3, 0x06, 0x92, 0x83])
+        );
+    }
+
+    #[test]
+    fn errors_say_whether_to_retry() {
+        let status = |status, code: Option<&str>| S3Error::Status {
+            status,
+            code: code.map(String::from),
+            message: None,
+        };
+        assert!(status(503, Some("SlowDown")).is_retriable());
+        assert!(status(500, None).is_retriable());
+        assert!(!status(403, Some("AccessDenied")).is_retriable());
+        assert!(S3Error::Timeout(Duration::from_secs(1)).is_retriable());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(S3Error::Conn(ConnError::Io(reset)).is_retriable());
+        assert!(S3Error::Conn(ConnError::Http(HttpError::Truncated)).is_retriable());
+        assert!(
+            !S3Error::Conn(ConnError::Http(HttpError::BodyTooLarge { len: 2, max: 1 }))
+                .is_retriable()
+        );
+        assert_eq!(
+            status(503, Some("SlowDown")).to_string(),
+            "HTTP 503 SlowDown"
+        );
+    }
+
+    #[test]
+    fn check_needs_credentials_and_a_plain_http_endpoint() {
+        assert!(matches!(
+            check("s3://bucket?endpoint=https://s3.example.com"),
+            Err(ObjectStoreError::InvalidUrl(_, why)) if why.contains("TLS")
+        ));
+    }
+}
