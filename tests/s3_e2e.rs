@@ -387,25 +387,75 @@ fn produce_consume_and_restart_on_s3() {
     }
 }
 
+/// Acknowledgement latency of `n` records sent one at a time, each waiting for the previous.
+fn sequential_ack_latencies(p: &FutureProducer, topic: &str, n: usize) -> Vec<Duration> {
+    let mut took: Vec<Duration> = records("seq", n, 1)
+        .iter()
+        .map(|rec| {
+            let started = Instant::now();
+            send_all(p, topic, std::slice::from_ref(rec))[0]
+                .as_ref()
+                .expect("delivered");
+            started.elapsed()
+        })
+        .collect();
+    took.sort();
+    took
+}
+
 #[test]
-fn cost_preset_batches_requests_into_fewer_segments() {
+fn presets_trade_latency_for_puts() {
     let seaweed = Seaweed::start();
-    seaweed.create_bucket("weft-cost");
-    let agent = s3_agent(&seaweed, "weft-cost", &["--flush-preset", "cost"]);
-    create_topic(&agent, "cost", 1);
-    // One record per request, so that every request would be a segment of its own if the agent
-    // flushed whenever it was idle.
-    let p = producer(&agent, &[("linger.ms", "0"), ("batch.num.messages", "1")]);
-    let started = Instant::now();
-    let n = 200;
-    for d in send_all(&p, "cost", &records("c", n, 1)) {
-        d.expect("delivered");
+    let mut report = String::new();
+    let mut segments_of = HashMap::new();
+    for preset in ["low-latency", "cost"] {
+        let bucket = format!("weft-preset-{preset}");
+        seaweed.create_bucket(&bucket);
+        let agent = s3_agent(&seaweed, &bucket, &["--flush-preset", preset]);
+        create_topic(&agent, "presets", 1);
+        // One record per request, many requests in flight: a flush whenever the uploader is
+        // idle makes many small segments, waiting for 250 ms makes few.
+        let p = producer(&agent, &[("linger.ms", "0"), ("batch.num.messages", "1")]);
+        let n = 200;
+        let started = Instant::now();
+        for d in send_all(&p, "presets", &records("c", n, 1)) {
+            d.expect("delivered");
+        }
+        let pipelined = started.elapsed();
+        let segments = segment_keys(&seaweed, &bucket).len();
+        let latencies = sequential_ack_latencies(&p, "presets", 10);
+        let p50 = latencies[latencies.len() / 2];
+        let puts_per_s = segments as f64 / pipelined.as_secs_f64();
+        report.push_str(&format!(
+            "{preset}: {n} pipelined one-record requests in {pipelined:?} -> {segments} \
+             segments ({puts_per_s:.1} PUTs/s); one request at a time: ack p50 {p50:?}, max \
+             {:?}\n",
+            latencies[latencies.len() - 1],
+        ));
+        if preset == "cost" {
+            assert!(
+                p50 >= Duration::from_millis(200),
+                "the cost preset waits for the batch timeout: {latencies:?}"
+            );
+            // At most one flush per 250 ms, plus the one in progress at each end.
+            assert!(
+                segments as f64 <= pipelined.as_secs_f64() / 0.25 + 2.0,
+                "{segments} segments in {pipelined:?}"
+            );
+        } else {
+            assert!(
+                p50 < Duration::from_millis(100),
+                "low-latency acks within about one PUT: {latencies:?}"
+            );
+        }
+        segments_of.insert(preset, segments);
+        assert_eq!(consume(&agent, "presets", &[0], n + 10).len(), n + 10);
     }
-    let took = started.elapsed();
-    let segments = segment_keys(&seaweed, "weft-cost").len();
-    println!("cost preset: {n} records in {took:?}, {segments} segments");
-    assert!(segments * 4 <= n, "{segments} segments for {n} requests");
-    assert_eq!(consume(&agent, "cost", &[0], n).len(), n);
+    println!("{report}");
+    assert!(
+        segments_of["cost"] < segments_of["low-latency"],
+        "{segments_of:?}"
+    );
 }
 
 #[test]

@@ -235,3 +235,142 @@ async fn exchange_on(
         received_any = true;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::object_store::s3::http::{BodyLimits, Method};
+
+    /// Reads one request head (no body) from a blocking socket.
+    fn read_head(s: &mut std::net::TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A scripted server: on each connection, answers the listed responses in turn, one per
+    /// request, then closes the connection.
+    fn serve(script: Vec<Vec<&'static str>>) -> (u16, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for answers in script {
+                let (mut s, _) = listener.accept().expect("accept");
+                counter.fetch_add(1, Ordering::SeqCst);
+                for answer in answers {
+                    if !read_head(&mut s) {
+                        break;
+                    }
+                    s.write_all(answer.as_bytes()).expect("answer");
+                }
+            }
+        });
+        (port, accepted)
+    }
+
+    fn reader() -> ResponseReader {
+        ResponseReader::new(
+            Method::Get,
+            BodyLimits {
+                success_bytes_max: 1024,
+                success_bytes_exact: None,
+                error_bytes_max: 1024,
+                head_bytes_max: 1024,
+            },
+        )
+    }
+
+    #[test]
+    fn reuses_keep_alive_connections_and_replaces_closed_ones() {
+        const KEEP: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        const CLOSE: &str = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
+        const CHUNKED: &str =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let (port, accepted) = serve(vec![
+            // Two exchanges on one connection, the second saying it closes.
+            vec![KEEP, CHUNKED, CLOSE],
+            // One exchange, then the server drops the connection without a word, as an idle
+            // timeout would; the next request finds it dead and goes to a fresh one.
+            vec![KEEP],
+            vec![KEEP],
+        ]);
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async move {
+                let pool = Pool::new(
+                    "127.0.0.1".into(),
+                    port,
+                    Duration::from_secs(1),
+                    4,
+                    4,
+                    Duration::from_secs(60),
+                );
+                let req = Request {
+                    method: Method::Get,
+                    target: "/b/k",
+                    host: "127.0.0.1",
+                    range: None,
+                    body_len: 0,
+                    headers: &[],
+                };
+                for (i, keep_alive) in [true, true, false, true, true].into_iter().enumerate() {
+                    let resp = pool.exchange(&req, &[], reader).await.expect("exchange");
+                    assert_eq!(resp.body, &b"ok"[..], "exchange {i}");
+                    assert_eq!(resp.keep_alive, keep_alive, "exchange {i}");
+                    if i == 3 {
+                        // Let the server's close reach us before the next request.
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            });
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn refused_connections_are_reported_with_the_address() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async move {
+                let pool = Pool::new(
+                    "127.0.0.1".into(),
+                    port,
+                    Duration::from_secs(1),
+                    1,
+                    1,
+                    Duration::from_secs(1),
+                );
+                let req = Request {
+                    method: Method::Get,
+                    target: "/",
+                    host: "h",
+                    range: None,
+                    body_len: 0,
+                    headers: &[],
+                };
+                let err = pool.exchange(&req, &[], reader).await.unwrap_err();
+                assert!(
+                    matches!(&err, ConnError::Connect { addr, .. } if addr.ends_with(&port.to_string())),
+                    "{err}"
+                );
+            });
+    }
+}
