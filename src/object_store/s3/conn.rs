@@ -1,5 +1,6 @@
 //! The thin glommio driver of the S3 client: one shard's keep-alive connections to the
-//! endpoint, and one request/response exchange on them. Parsing lives in `http.rs`.
+//! endpoint (plain TCP, or TLS over it for `https://`), and one request/response exchange on
+//! them. Parsing lives in `http.rs`.
 //!
 //! Owned by one shard's store and used only there. Connections are taken from the idle list
 //! (newest first) or opened, used for one exchange, and put back only when the response said
@@ -8,9 +9,14 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::client::TlsStream;
+use futures_rustls::pki_types::ServerName;
+use futures_rustls::TlsConnector;
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
@@ -27,14 +33,83 @@ pub enum ConnError {
     Resolve { host: String, source: io::Error },
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: String, source: io::Error },
+    /// The TLS handshake failed on the peer's certificate or the protocol, which retrying
+    /// will not change.
+    #[error("TLS handshake with {host} failed: {source}")]
+    Tls { host: String, source: io::Error },
     #[error("connection failed: {0}")]
     Io(#[from] io::Error),
     #[error(transparent)]
     Http(#[from] HttpError),
 }
 
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// TLS settings of a pool whose endpoint is `https://`.
+pub struct Tls {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+impl Tls {
+    pub fn new(
+        config: std::sync::Arc<futures_rustls::rustls::ClientConfig>,
+        host: &str,
+    ) -> Result<Tls, String> {
+        let server_name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+            .map_err(|e| format!("'{host}' is not a TLS server name: {e}"))?;
+        Ok(Tls {
+            connector: TlsConnector::from(config),
+            server_name,
+        })
+    }
+}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Received bytes not yet parsed.
     buf: Vec<u8>,
 }
@@ -47,6 +122,7 @@ struct Idle {
 pub struct Pool {
     host: String,
     port: u16,
+    tls: Option<Tls>,
     connect_timeout: Duration,
     idle_max: usize,
     idle_lifetime: Duration,
@@ -59,6 +135,7 @@ impl Pool {
     pub fn new(
         host: String,
         port: u16,
+        tls: Option<Tls>,
         connect_timeout: Duration,
         connections_max: usize,
         idle_max: usize,
@@ -67,6 +144,7 @@ impl Pool {
         Pool {
             host,
             port,
+            tls,
             connect_timeout,
             idle_max,
             idle_lifetime,
@@ -138,6 +216,15 @@ impl Pool {
                     stream
                         .set_nodelay(true)
                         .map_err(|e| ConnError::Io(io::Error::other(e.to_string())))?;
+                    let stream = match &self.tls {
+                        None => Stream::Plain(stream),
+                        Some(tls) => Stream::Tls(Box::new(
+                            tls.connector
+                                .connect(tls.server_name.clone(), stream)
+                                .await
+                                .map_err(|source| self.handshake_error(source))?,
+                        )),
+                    };
                     return Ok(Conn {
                         stream,
                         buf: Vec::new(),
@@ -151,6 +238,19 @@ impl Pool {
             addr: addr.to_string(),
             source: io::Error::other(e.to_string()),
         })
+    }
+
+    /// rustls reports certificate and protocol failures as `InvalidData`; anything else is
+    /// the connection breaking mid-handshake, which a retry may get past.
+    fn handshake_error(&self, source: io::Error) -> ConnError {
+        if source.kind() == io::ErrorKind::InvalidData {
+            ConnError::Tls {
+                host: self.host.clone(),
+                source,
+            }
+        } else {
+            ConnError::Io(source)
+        }
     }
 
     async fn resolve(&self) -> Result<Vec<SocketAddr>, ConnError> {
@@ -313,6 +413,7 @@ mod tests {
                 let pool = Pool::new(
                     "127.0.0.1".into(),
                     port,
+                    None,
                     Duration::from_secs(1),
                     4,
                     4,
@@ -353,6 +454,7 @@ mod tests {
                 let pool = Pool::new(
                     "127.0.0.1".into(),
                     port,
+                    None,
                     Duration::from_secs(1),
                     1,
                     1,

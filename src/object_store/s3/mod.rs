@@ -12,17 +12,19 @@
 //! checks it refuses a body damaged on the way; readers verify chunk CRCs after every GET
 //! (`fetch::read_chunk`).
 //!
-//! Only `http://` endpoints are supported: TLS is not implemented yet, and an `https://`
-//! endpoint is refused at start-up.
+//! `https://` endpoints use TLS (rustls), trusting `AWS_CA_BUNDLE` if set, else the Mozilla
+//! roots (`tls.rs`).
 
 mod conn;
 pub mod http;
 pub mod retry;
+pub mod tls;
 pub mod url;
 pub mod xml;
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -31,7 +33,7 @@ use rusty_s3::{Bucket, Credentials, S3Action};
 use super::file::validate_key;
 use super::{ObjectStore, ObjectStoreError};
 use crate::limits::S3Limits;
-use conn::{ConnError, Pool};
+use conn::{ConnError, Pool, Tls};
 use http::{BodyLimits, HttpError, Method, Request, Response, ResponseReader};
 use retry::RetryPolicy;
 pub use url::{Addressing, S3Location};
@@ -89,6 +91,7 @@ impl S3Error {
                 | HttpError::BodyTooLarge { .. }
                 | HttpError::LengthMismatch { .. },
             )) => false,
+            S3Error::Conn(ConnError::Tls { .. }) => false,
             S3Error::Conn(_) => true,
         }
     }
@@ -129,14 +132,23 @@ pub fn credentials_from_env() -> Result<Credentials, String> {
     }
 }
 
-/// Checks a bucket URL and the credentials without opening anything, so that the agent can
-/// refuse to start before any shard runs.
+/// The PEM file of CA certificates to trust for `https://` endpoints, from `AWS_CA_BUNDLE`.
+pub fn ca_bundle_from_env() -> Option<PathBuf> {
+    std::env::var_os("AWS_CA_BUNDLE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Checks a bucket URL, the credentials and the CA bundle without connecting, so that the
+/// agent can refuse to start before any shard runs.
 pub fn check(url: &str) -> Result<(), ObjectStoreError> {
     let invalid = |why: String| ObjectStoreError::InvalidUrl(url.to_string(), why);
-    S3Location::parse(url)
-        .and_then(|l| l.bucket())
-        .map_err(invalid)?;
+    let location = S3Location::parse(url).map_err(invalid)?;
+    location.bucket().map_err(invalid)?;
     credentials_from_env().map_err(invalid)?;
+    if location.endpoint.scheme() == "https" {
+        tls::client_config(ca_bundle_from_env().as_deref()).map_err(invalid)?;
+    }
     Ok(())
 }
 
@@ -153,17 +165,27 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Opens the store for `url`, with credentials from the environment. Opens no connection.
+    /// Opens the store for `url`, with credentials and CA bundle from the environment. Opens
+    /// no connection.
     pub fn open(url: &str, limits: &S3Limits) -> Result<S3Store, ObjectStoreError> {
         let invalid = |why: String| ObjectStoreError::InvalidUrl(url.to_string(), why);
         let location = S3Location::parse(url).map_err(invalid)?;
         let credentials = credentials_from_env().map_err(invalid)?;
-        S3Store::new(location, credentials, limits).map_err(invalid)
+        S3Store::new(
+            location,
+            credentials,
+            ca_bundle_from_env().as_deref(),
+            limits,
+        )
+        .map_err(invalid)
     }
 
+    /// `ca_bundle` matters only for `https://` endpoints: the CA certificates to trust instead
+    /// of the built-in roots. Reads it, so call it at start-up.
     pub fn new(
         location: S3Location,
         credentials: Credentials,
+        ca_bundle: Option<&Path>,
         limits: &S3Limits,
     ) -> Result<S3Store, String> {
         let bucket = location.bucket()?;
@@ -179,9 +201,14 @@ impl S3Store {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
         };
+        let tls = match base.scheme() {
+            "https" => Some(Tls::new(tls::client_config(ca_bundle)?, &host)?),
+            _ => None,
+        };
         let pool = Pool::new(
             host,
             port,
+            tls,
             limits.connect_timeout,
             limits.connections_max,
             limits.idle_connections_max,
@@ -667,10 +694,12 @@ mod tests {
     }
 
     #[test]
-    fn check_needs_credentials_and_a_plain_http_endpoint() {
-        assert!(matches!(
-            check("s3://bucket?endpoint=https://s3.example.com"),
-            Err(ObjectStoreError::InvalidUrl(_, why)) if why.contains("TLS")
-        ));
+    fn a_tls_failure_is_final() {
+        let bad_cert = std::io::Error::new(std::io::ErrorKind::InvalidData, "UnknownIssuer");
+        assert!(!S3Error::Conn(ConnError::Tls {
+            host: "h".into(),
+            source: bad_cert
+        })
+        .is_retriable());
     }
 }

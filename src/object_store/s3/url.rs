@@ -91,15 +91,11 @@ impl S3Location {
             None => Url::parse(&format!("https://s3.{region}.amazonaws.com"))
                 .map_err(|err| format!("region '{region}': {err}"))?,
         };
-        match endpoint.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(format!(
-                    "endpoint {endpoint} needs TLS, which weft does not support yet; use an \
-                     http:// endpoint (for example a local S3 gateway)"
-                ))
-            }
-            other => return Err(format!("endpoint scheme '{other}' is not http")),
+        if !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(format!(
+                "endpoint scheme '{}' is neither http nor https",
+                endpoint.scheme()
+            ));
         }
         if endpoint.host_str().is_none_or(str::is_empty)
             || !matches!(endpoint.path(), "" | "/")
@@ -218,10 +214,16 @@ mod tests {
     }
 
     #[test]
-    fn aws_without_endpoint_needs_tls() {
-        let e = S3Location::parse("s3://abc?region=us-west-2").unwrap_err();
-        assert!(e.contains("https://s3.us-west-2.amazonaws.com"), "{e}");
-        assert!(e.contains("TLS"), "{e}");
+    fn aws_without_endpoint_is_virtual_hosted_over_https() {
+        let l = S3Location::parse("s3://abc?region=us-west-2").unwrap();
+        assert_eq!(l.endpoint.as_str(), "https://s3.us-west-2.amazonaws.com/");
+        assert_eq!(l.addressing, Addressing::Virtual);
+        assert_eq!(
+            l.bucket().unwrap().object_url("segments/x").as_str(),
+            "https://abc.s3.us-west-2.amazonaws.com/segments/x"
+        );
+        let l = S3Location::parse("s3://abc.def").unwrap_err();
+        assert!(l.contains("dots"), "{l}");
     }
 
     #[test]
@@ -239,7 +241,7 @@ mod tests {
             ),
             ("s3://abc?endpoint=http://h&endpoint=http://i", "twice"),
             ("s3://abc?endpoint=http://h&addressing=dns", "addressing"),
-            ("s3://abc?endpoint=ftp://h", "scheme"),
+            ("s3://abc?endpoint=ftp://h", "neither http nor https"),
             ("s3://abc?endpoint=http://h/base", "without path"),
             ("s3://abc?endpoint=not a url", "endpoint"),
             (
