@@ -242,7 +242,7 @@ impl S3Store {
             range: None,
             body: body.as_bytes(),
             headers: &[],
-            limits: self.body_limits(0, None),
+            limits: self.body_limits(self.limits.error_body_bytes_max, None),
         };
         match self.execute(&op, &|| action.sign(PRESIGN_EXPIRY)).await {
             Ok(_) => Ok(()),
