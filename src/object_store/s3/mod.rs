@@ -652,7 +652,153 @@ impl ObjectStore for S3Store {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A fake S3 that answers requests, on any connection, from a script, and records the
+    /// request lines it saw.
+    struct Scripted {
+        port: u16,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn scripted(answers: Vec<&'static str>) -> Scripted {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (answers, log) = (answers.clone(), log.clone());
+                std::thread::spawn(move || {
+                    let mut w = conn.try_clone().expect("clone");
+                    let mut r = BufReader::new(conn);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut body_len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            r.read_line(&mut h).expect("header");
+                            if h == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) = h.strip_prefix("content-length: ") {
+                                body_len = v.trim().parse().expect("length");
+                            }
+                        }
+                        let mut body = vec![0u8; body_len];
+                        r.read_exact(&mut body).expect("body");
+                        log.lock().expect("log").push(line.trim().to_string());
+                        let answer = answers.lock().expect("script").pop_front();
+                        match answer {
+                            Some(a) => w.write_all(a.as_bytes()).expect("answer"),
+                            None => return,
+                        }
+                    }
+                });
+            }
+        });
+        Scripted { port, seen }
+    }
+
+    fn run<T: Send + 'static>(
+        port: u16,
+        f: impl FnOnce(S3Store) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>
+            + Send
+            + 'static,
+    ) -> T {
+        std::thread::spawn(move || {
+            glommio::LocalExecutorBuilder::default()
+                .make()
+                .expect("executor")
+                .run(async move {
+                    let url = format!("s3://scripted?endpoint=http://127.0.0.1:{port}");
+                    let location = S3Location::parse(&url).expect("url");
+                    let creds = Credentials::new("key", "secret");
+                    let store =
+                        S3Store::new(location, creds, None, &S3Limits::test()).expect("store");
+                    f(store).await
+                })
+        })
+        .join()
+        .expect("store thread")
+    }
+
+    const SLOW_DOWN: &str = "HTTP/1.1 503 Slow Down\r\nContent-Length: 79\r\n\r\n\
+        <Error><Code>SlowDown</Code><Message>Please reduce your rate.</Message></Error>";
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    const DENIED: &str = "HTTP/1.1 403 Forbidden\r\nContent-Length: 62\r\n\r\n\
+        <Error><Code>AccessDenied</Code><Message>No.</Message></Error>";
+
+    #[test]
+    fn slow_down_is_retried_until_it_passes() {
+        let server = scripted(vec![SLOW_DOWN, SLOW_DOWN, OK]);
+        run(server.port, |s| {
+            Box::pin(async move { s.put("segments/a", Bytes::from_static(b"abc")).await })
+        })
+        .expect("third attempt succeeds");
+        let seen = server.seen.lock().expect("log").clone();
+        assert_eq!(seen.len(), 3);
+        assert!(seen
+            .iter()
+            .all(|l| l.starts_with("PUT /scripted/segments/a?")));
+    }
+
+    #[test]
+    fn retries_run_out_with_bucket_key_status_and_attempts() {
+        let limits = S3Limits::test();
+        let server = scripted(vec![SLOW_DOWN; 10]);
+        let err = run(server.port, |s| {
+            Box::pin(async move { s.get_range("segments/b", 0..10).await })
+        })
+        .expect_err("always throttled");
+        match &err {
+            ObjectStoreError::Unavailable {
+                op,
+                bucket,
+                key,
+                status,
+                attempts,
+                detail,
+            } => {
+                assert_eq!(
+                    (*op, bucket.as_str(), key.as_str()),
+                    ("GET", "scripted", "segments/b")
+                );
+                assert_eq!(*status, Some(503));
+                assert_eq!(*attempts, limits.attempts_max);
+                assert!(detail.contains("SlowDown"), "{detail}");
+            }
+            other => panic!("expected Unavailable, got {other}"),
+        }
+        assert_eq!(
+            server.seen.lock().expect("log").len(),
+            limits.attempts_max as usize
+        );
+        assert!(err.to_string().contains("last status: 503"), "{err}");
+    }
+
+    #[test]
+    fn refusals_are_not_retried() {
+        let server = scripted(vec![DENIED, OK]);
+        let err = run(server.port, |s| {
+            Box::pin(async move { s.delete("segments/c").await })
+        })
+        .expect_err("denied");
+        assert!(
+            matches!(&err, ObjectStoreError::Rejected { status: 403, detail, .. } if detail.contains("AccessDenied")),
+            "{err}"
+        );
+        assert_eq!(server.seen.lock().expect("log").len(), 1);
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet() {
