@@ -97,7 +97,16 @@ fn fetch_assembly(c: &mut Criterion) {
         let mut out = BytesMut::with_capacity(chunk.len());
         b.iter(|| {
             out.clear();
-            assemble(black_box(&chunk), 1000, 1000, usize::MAX, true, &mut out).expect("valid")
+            assemble(
+                black_box(&chunk),
+                1000,
+                &[],
+                1000,
+                usize::MAX,
+                true,
+                &mut out,
+            )
+            .expect("valid")
         })
     });
     g.finish();

@@ -19,6 +19,11 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
+    /// Port put in Metadata answers, when clients reach the agent through a proxy or load
+    /// balancer on another port. Default: the port of --kafka-addr.
+    #[arg(long, env = "WEFT_ADVERTISE_PORT")]
+    pub advertise_port: Option<u16>,
+
     /// Address of the HTTP server for health checks (`/healthz`, `/readyz`).
     #[arg(long, env = "WEFT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -226,7 +231,7 @@ impl AgentConfig {
         Ok(AgentConfig {
             kafka_addr: args.kafka_addr,
             advertise_host,
-            advertise_port: args.kafka_addr.port(),
+            advertise_port: args.advertise_port.unwrap_or(args.kafka_addr.port()),
             http_addr: args.http_addr,
             data_dir,
             bucket_url,

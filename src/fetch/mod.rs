@@ -49,13 +49,15 @@ pub async fn read_chunk(
 }
 
 /// Appends to `out` the batches of `chunk` (whose first offset is `chunk_base_offset`) that hold
-/// offsets at or after `from_offset`, rewriting each batch's base offset. Whole batches only:
+/// offsets at or after `from_offset`, rewriting each batch's base offset. Batches whose index
+/// is in `skipped` were never committed: they take no offsets and are not served. Whole batches only:
 /// a batch is added if it fits in `budget`, or if `min_one` is set and nothing has been added
 /// yet (Kafka's rule that the first batch is returned even when it is larger than the limit).
 /// Returns the bytes added, and whether the budget stopped it.
 pub fn assemble(
     chunk: &[u8],
     chunk_base_offset: i64,
+    skipped: &[u32],
     from_offset: i64,
     budget: usize,
     min_one: bool,
@@ -63,8 +65,11 @@ pub fn assemble(
 ) -> Result<(usize, bool), BatchError> {
     let mut added = 0usize;
     let mut next_offset = chunk_base_offset;
-    for item in record_batch::batches(chunk) {
+    for (index, item) in record_batch::batches(chunk).enumerate() {
         let (range, header) = item?;
+        if skipped.contains(&(index as u32)) {
+            continue;
+        }
         let base = next_offset;
         next_offset += i64::from(header.offset_count());
         if next_offset <= from_offset {
@@ -143,7 +148,7 @@ mod tests {
     fn starts_inside_a_batch_with_the_whole_batch() {
         let c = chunk();
         let mut out = BytesMut::new();
-        let (n, stopped) = assemble(&c, 10, 13, usize::MAX, true, &mut out).unwrap();
+        let (n, stopped) = assemble(&c, 10, &[], 13, usize::MAX, true, &mut out).unwrap();
         assert!(!stopped);
         assert_eq!(n, out.len());
         assert_eq!(base_offsets(&out), vec![12, 15]);
@@ -154,13 +159,26 @@ mod tests {
         let c = chunk();
         let one = batch(2, b"aa", 1).len();
         let mut out = BytesMut::new();
-        let (n, stopped) = assemble(&c, 10, 10, one + 1, false, &mut out).unwrap();
+        let (n, stopped) = assemble(&c, 10, &[], 10, one + 1, false, &mut out).unwrap();
         assert_eq!((n, stopped), (one, true));
         let mut out = BytesMut::new();
-        assert_eq!(assemble(&c, 10, 10, 5, false, &mut out).unwrap(), (0, true));
-        let (n, _) = assemble(&c, 10, 10, 5, true, &mut out).unwrap();
+        assert_eq!(
+            assemble(&c, 10, &[], 10, 5, false, &mut out).unwrap(),
+            (0, true)
+        );
+        let (n, _) = assemble(&c, 10, &[], 10, 5, true, &mut out).unwrap();
         assert_eq!(n, one);
         assert_eq!(base_offsets(&out), vec![10]);
+    }
+
+    #[test]
+    fn skipped_batches_take_no_offsets() {
+        let c = chunk();
+        let mut out = BytesMut::new();
+        assemble(&c, 10, &[1], 10, usize::MAX, true, &mut out).unwrap();
+        // Batch 1 (three records) is gone: batch 2 follows batch 0 directly.
+        assert_eq!(base_offsets(&out), vec![10, 12]);
+        assert_eq!(record_batch::batches(&out).count(), 2);
     }
 
     #[test]
@@ -168,7 +186,7 @@ mod tests {
         let c = chunk();
         let mut out = BytesMut::new();
         assert_eq!(
-            assemble(&c, 10, 16, 1000, true, &mut out).unwrap(),
+            assemble(&c, 10, &[], 16, 1000, true, &mut out).unwrap(),
             (0, false)
         );
     }

@@ -120,9 +120,10 @@ fn notify(subscribers: &Subscribers, segment: &SegmentCommit, committed: &Segmen
     // One notice per partition even when the segment holds several of its chunks: later chunks
     // end higher, so the last one seen wins.
     let mut watermarks: BTreeMap<(Uuid, i32), i64> = BTreeMap::new();
-    for (chunk, base) in segment.chunks.iter().zip(&committed.base_offsets) {
-        if let Some(base) = base {
-            let high_watermark = base + i64::from(chunk.offset_count);
+    for (chunk, done) in segment.chunks.iter().zip(&committed.chunks) {
+        if let Some(base) = done.as_ref().and_then(|d| d.base_offset) {
+            let taken = done.as_ref().map_or(0, |d| d.offsets_taken(chunk));
+            let high_watermark = base + i64::from(taken);
             watermarks.insert((chunk.topic_id, chunk.partition), high_watermark);
         }
     }
@@ -169,6 +170,7 @@ mod tests {
             crc32c: 0,
             offset_count,
             max_timestamp_ms: 0,
+            producer_batches: vec![],
         }
     }
 
@@ -222,7 +224,7 @@ mod tests {
         )))
         .expect("commit");
         assert_eq!(
-            committed.base_offsets,
+            committed.base_offsets(),
             vec![Some(0), None, Some(0), Some(3)]
         );
 
@@ -352,7 +354,7 @@ mod tests {
         let results = block_on(futures::future::join_all(commits));
         let mut bases: Vec<i64> = results
             .into_iter()
-            .map(|r| r.expect("commit").base_offsets[0].expect("committed"))
+            .map(|r| r.expect("commit").base_offsets()[0].expect("committed"))
             .collect();
         bases.sort_unstable();
         assert_eq!(bases, (0..20).collect::<Vec<_>>());

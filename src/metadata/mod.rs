@@ -10,6 +10,7 @@
 //! sends closures over a bounded channel and awaits the answer, so no reactor ever blocks on it.
 
 pub mod client;
+pub mod producer_state;
 pub mod sqlite;
 
 pub use client::MetadataClient;
@@ -51,6 +52,75 @@ pub struct ChunkLocation {
     pub last_offset: i64,
     /// Largest record timestamp in the chunk.
     pub max_timestamp_ms: i64,
+    /// Indexes of batches inside the chunk that were not committed (duplicates or rejected
+    /// batches of idempotent producers): they take no offsets and are never served.
+    pub skipped_batches: Vec<u32>,
+}
+
+/// A batch written by an idempotent producer, checked at commit against the producer's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Index of the batch inside its chunk.
+    pub batch_index: u32,
+    /// Offsets of the chunk's batches before this one, as uploaded.
+    pub offset_in_chunk: u32,
+    pub offset_count: u32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// What the commit decided for one idempotent batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Appended; its offset follows from the chunk's base offset.
+    Appended,
+    /// Already written earlier, at this base offset: acknowledged again, not appended.
+    Duplicate { base_offset: i64 },
+    /// Its sequence number does not follow the last one written (Kafka's
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER).
+    OutOfOrderSequence,
+    /// Its producer epoch is older than the one already seen (INVALID_PRODUCER_EPOCH).
+    StaleEpoch,
+}
+
+/// The outcome of committing one chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkCommitted {
+    /// Offset given to the first appended batch, when any batch was appended.
+    pub base_offset: Option<i64>,
+    /// The partition's log start offset at the commit.
+    pub log_start_offset: i64,
+    /// For each of the chunk's `producer_batches`, in order, what the commit decided.
+    pub producer_outcomes: Vec<BatchOutcome>,
+}
+
+impl ChunkCommitted {
+    /// The base offset of the batch at `offset_in_chunk` (as uploaded), given the outcomes of
+    /// the chunk's idempotent batches: skipped batches before it take no offsets.
+    pub fn offset_of(&self, chunk: &ChunkCommit, offset_in_chunk: u32) -> Option<i64> {
+        let base = self.base_offset?;
+        let skipped_before: u32 = chunk
+            .producer_batches
+            .iter()
+            .zip(&self.producer_outcomes)
+            .filter(|(b, o)| b.offset_in_chunk < offset_in_chunk && **o != BatchOutcome::Appended)
+            .map(|(b, _)| b.offset_count)
+            .sum();
+        Some(base + i64::from(offset_in_chunk - skipped_before))
+    }
+
+    /// Offsets the chunk took.
+    pub fn offsets_taken(&self, chunk: &ChunkCommit) -> u32 {
+        let skipped: u32 = chunk
+            .producer_batches
+            .iter()
+            .zip(&self.producer_outcomes)
+            .filter(|(_, o)| **o != BatchOutcome::Appended)
+            .map(|(b, _)| b.offset_count)
+            .sum();
+        chunk.offset_count - skipped
+    }
 }
 
 /// A chunk to commit: where it lies in the uploaded segment and how many offsets it takes.
@@ -64,6 +134,8 @@ pub struct ChunkCommit {
     /// Offsets the chunk takes: the sum of `last_offset_delta + 1` over its batches.
     pub offset_count: u32,
     pub max_timestamp_ms: i64,
+    /// The chunk's batches from idempotent producers, in order (empty for plain batches).
+    pub producer_batches: Vec<ProducerBatch>,
 }
 
 /// A segment object that has been durably written and whose chunks are to be committed.
@@ -75,14 +147,24 @@ pub struct SegmentCommit {
     pub chunks: Vec<ChunkCommit>,
 }
 
-/// The outcome of committing one segment: for each chunk, in order, the base offset it was
-/// given, or `None` when its topic or partition no longer exists (that chunk is skipped and the
-/// others are committed).
+/// The outcome of committing one segment: for each chunk, in order, what it was given, or
+/// `None` when its topic or partition no longer exists (that chunk is skipped and the others are
+/// committed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentCommitted {
-    pub base_offsets: Vec<Option<i64>>,
+    pub chunks: Vec<Option<ChunkCommitted>>,
     /// Time of the commit, which is the log-append time of every batch in the segment.
     pub commit_time_ms: i64,
+}
+
+impl SegmentCommitted {
+    /// Each chunk's first offset, `None` when its partition is gone or nothing was appended.
+    pub fn base_offsets(&self) -> Vec<Option<i64>> {
+        self.chunks
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.base_offset))
+            .collect()
+    }
 }
 
 /// What a fetch needs for one partition: its offsets and the chunks holding the requested range.
@@ -167,6 +249,42 @@ pub trait MetadataBackend: Send + 'static {
         timestamp_ms: i64,
     ) -> Result<Option<ChunkLocation>, MetadataError>;
 
+    /// Stores (replacing) a consumer group's state, as its coordinator encodes it.
+    fn save_group(&mut self, group: &StoredGroup) -> Result<(), MetadataError>;
+
+    fn load_group(&mut self, group_id: &str) -> Result<Option<StoredGroup>, MetadataError>;
+
+    /// Every group with stored state or committed offsets: (group id, protocol type, which is
+    /// empty for groups that only commit offsets).
+    fn list_groups(&mut self) -> Result<Vec<(String, String)>, MetadataError>;
+
+    /// Deletes a group's state and offsets. Returns whether anything existed.
+    fn delete_group(&mut self, group_id: &str) -> Result<bool, MetadataError>;
+
+    /// Commits offsets for a group, all in one transaction.
+    fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), MetadataError>;
+
+    /// A group's committed offsets, for the given partitions or (None) all of them.
+    fn fetch_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, MetadataError>;
+
+    /// Deletes a group's offsets for the given partitions.
+    fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), MetadataError>;
+
+    /// A new producer id for InitProducerId, unique across every agent sharing the store.
+    fn allocate_producer_id(&mut self) -> Result<i64, MetadataError>;
+
     /// The chunk with the largest `max_timestamp_ms` (earliest on ties), for ListOffsets
     /// MAX_TIMESTAMP (-3).
     fn chunk_with_max_timestamp(
@@ -174,6 +292,25 @@ pub trait MetadataBackend: Send + 'static {
         topic_id: Uuid,
         partition: i32,
     ) -> Result<Option<ChunkLocation>, MetadataError>;
+}
+
+/// A consumer group's committed offset for one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_time_ms: i64,
+}
+
+/// A consumer group as stored: its protocol type and the coordinator's encoded state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: Vec<u8>,
 }
 
 /// Notice that a partition's high watermark moved, sent to every shard after a commit so that

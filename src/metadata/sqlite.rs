@@ -4,7 +4,7 @@
 //! INTEGER, `IF NOT EXISTS`, plain foreign keys) so that a Postgres backend can share it.
 //! Only connection handling (pragmas, `BEGIN IMMEDIATE`) is SQLite-specific.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,9 +13,10 @@ use rusqlite::{
 };
 use uuid::Uuid;
 
+use super::producer_state::{self, ProducerState};
 use super::{
-    ChunkLocation, FetchChunks, MetadataBackend, MetadataError, PartitionOffsets, SegmentCommit,
-    SegmentCommitted, TopicInfo,
+    BatchOutcome, ChunkCommitted, ChunkLocation, CommittedOffset, FetchChunks, MetadataBackend,
+    MetadataError, PartitionOffsets, SegmentCommit, SegmentCommitted, StoredGroup, TopicInfo,
 };
 
 /// Version of the schema created by [`SCHEMA`]. Bump it together with a migration step in
@@ -76,8 +77,47 @@ CREATE TABLE IF NOT EXISTS chunks (
     byte_len BIGINT NOT NULL,
     crc32c BIGINT NOT NULL,
     max_timestamp_ms BIGINT NOT NULL,
+    -- Comma-separated indexes of batches inside the chunk that took no offsets (duplicates of
+    -- idempotent producers); NULL when every batch was appended.
+    skipped_batches TEXT,
     PRIMARY KEY (topic_id, partition, base_offset),
     FOREIGN KEY (topic_id, partition) REFERENCES partitions (topic_id, partition)
+);
+
+-- Idempotent producers: the next producer id to hand out (one row), and per producer and
+-- partition the epoch and last five batches (\"first_seq:last_seq:base_offset;...\").
+CREATE TABLE IF NOT EXISTS producer_ids (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    next_producer_id BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS producer_state (
+    producer_id BIGINT NOT NULL,
+    topic_id TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    recent_batches TEXT NOT NULL,
+    PRIMARY KEY (producer_id, topic_id, partition)
+);
+
+-- Consumer groups: the coordinator's encoded state, and committed offsets by topic name (as
+-- Kafka keys them).
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY,
+    protocol_type TEXT NOT NULL,
+    state BLOB NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset BIGINT NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_time_ms BIGINT NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
 );
 
 -- Fetches look chunks up by last_offset; ranges never overlap, so this index also yields them
@@ -90,8 +130,8 @@ CREATE INDEX IF NOT EXISTS chunks_by_max_timestamp
     ON chunks (topic_id, partition, max_timestamp_ms);
 ";
 
-const CHUNK_COLUMNS: &str =
-    "object_key, byte_pos, byte_len, crc32c, base_offset, last_offset, max_timestamp_ms";
+const CHUNK_COLUMNS: &str = "object_key, byte_pos, byte_len, crc32c, base_offset, last_offset, \
+     max_timestamp_ms, skipped_batches";
 
 /// A metadata store in one SQLite database file.
 pub struct SqliteBackend {
@@ -229,6 +269,21 @@ fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<ChunkLocation> {
         base_offset: row.get(4)?,
         last_offset: row.get(5)?,
         max_timestamp_ms: row.get(6)?,
+        skipped_batches: match row.get::<_, Option<String>>(7)? {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|i| {
+                    i.parse().map_err(|_| {
+                        rusqlite::Error::InvalidColumnType(
+                            7,
+                            list.clone(),
+                            rusqlite::types::Type::Text,
+                        )
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<u32>>>()?,
+        },
     })
 }
 
@@ -372,6 +427,7 @@ impl MetadataBackend for SqliteBackend {
         // cascades (which a shared Postgres schema would have to declare identically).
         for sql in [
             "DELETE FROM chunks WHERE topic_id = ?1",
+            "DELETE FROM producer_state WHERE topic_id = ?1",
             "DELETE FROM partitions WHERE topic_id = ?1",
             "DELETE FROM topic_configs WHERE topic_id = ?1",
             "DELETE FROM topics WHERE id = ?1",
@@ -461,6 +517,199 @@ impl MetadataBackend for SqliteBackend {
         Ok(topics)
     }
 
+    fn save_group(&mut self, group: &StoredGroup) -> Result<(), MetadataError> {
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO groups (group_id, protocol_type, state, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (group_id) DO UPDATE SET protocol_type = excluded.protocol_type,
+                 state = excluded.state, updated_ms = excluded.updated_ms",
+            params![group.group_id, group.protocol_type, group.state, now_ms()],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)
+    }
+
+    fn load_group(&mut self, group_id: &str) -> Result<Option<StoredGroup>, MetadataError> {
+        let tx = self.read_tx()?;
+        let row = tx
+            .query_row(
+                "SELECT protocol_type, state FROM groups WHERE group_id = ?1",
+                params![group_id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(map_err)?;
+        Ok(row.map(|(protocol_type, state)| StoredGroup {
+            group_id: group_id.to_string(),
+            protocol_type,
+            state,
+        }))
+    }
+
+    fn list_groups(&mut self) -> Result<Vec<(String, String)>, MetadataError> {
+        let tx = self.read_tx()?;
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT group_id, protocol_type FROM groups
+                 UNION
+                 SELECT DISTINCT group_id, '' FROM group_offsets
+                 WHERE group_id NOT IN (SELECT group_id FROM groups)
+                 ORDER BY group_id",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<(String, String)>>>()
+            .map_err(map_err)?;
+        Ok(rows)
+    }
+
+    fn delete_group(&mut self, group_id: &str) -> Result<bool, MetadataError> {
+        let tx = self.write_tx()?;
+        let a = tx
+            .execute("DELETE FROM groups WHERE group_id = ?1", params![group_id])
+            .map_err(map_err)?;
+        let b = tx
+            .execute(
+                "DELETE FROM group_offsets WHERE group_id = ?1",
+                params![group_id],
+            )
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(a + b > 0)
+    }
+
+    fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), MetadataError> {
+        let tx = self.write_tx()?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO group_offsets (group_id, topic, partition, committed_offset,
+                         leader_epoch, metadata, commit_time_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+                         committed_offset = excluded.committed_offset,
+                         leader_epoch = excluded.leader_epoch,
+                         metadata = excluded.metadata,
+                         commit_time_ms = excluded.commit_time_ms",
+                )
+                .map_err(map_err)?;
+            for o in offsets {
+                stmt.execute(params![
+                    group_id,
+                    o.topic,
+                    o.partition,
+                    o.offset,
+                    o.leader_epoch,
+                    o.metadata,
+                    o.commit_time_ms
+                ])
+                .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn fetch_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, MetadataError> {
+        let tx = self.read_tx()?;
+        let row = |r: &Row<'_>| {
+            Ok(CommittedOffset {
+                topic: r.get(0)?,
+                partition: r.get(1)?,
+                offset: r.get(2)?,
+                leader_epoch: r.get(3)?,
+                metadata: r.get(4)?,
+                commit_time_ms: r.get(5)?,
+            })
+        };
+        const COLUMNS: &str =
+            "topic, partition, committed_offset, leader_epoch, metadata, commit_time_ms";
+        let mut out = Vec::new();
+        match partitions {
+            None => {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM group_offsets WHERE group_id = ?1
+                         ORDER BY topic, partition"
+                    ))
+                    .map_err(map_err)?;
+                for r in stmt.query_map(params![group_id], row).map_err(map_err)? {
+                    out.push(r.map_err(map_err)?);
+                }
+            }
+            Some(list) => {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM group_offsets
+                         WHERE group_id = ?1 AND topic = ?2 AND partition = ?3"
+                    ))
+                    .map_err(map_err)?;
+                for (topic, partition) in list {
+                    if let Some(o) = stmt
+                        .query_row(params![group_id, topic, partition], row)
+                        .optional()
+                        .map_err(map_err)?
+                    {
+                        out.push(o);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), MetadataError> {
+        let tx = self.write_tx()?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM group_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3",
+                )
+                .map_err(map_err)?;
+            for (topic, partition) in partitions {
+                stmt.execute(params![group_id, topic, partition])
+                    .map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)
+    }
+
+    fn allocate_producer_id(&mut self) -> Result<i64, MetadataError> {
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO producer_ids (id, next_producer_id) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+            [],
+        )
+        .map_err(map_err)?;
+        let id: i64 = tx
+            .query_row(
+                "SELECT next_producer_id FROM producer_ids WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+        tx.execute(
+            "UPDATE producer_ids SET next_producer_id = ?1 WHERE id = 1",
+            params![id + 1],
+        )
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(id)
+    }
+
     fn cluster_id(&mut self) -> Result<String, MetadataError> {
         let tx = self.write_tx()?;
         let existing: Option<String> = tx
@@ -509,11 +758,14 @@ impl MetadataBackend for SqliteBackend {
             params![segment.object_key, size_bytes, segment.created_ms],
         )
         .map_err(map_err)?;
-        let mut base_offsets = Vec::with_capacity(segment.chunks.len());
+        let mut chunks = Vec::with_capacity(segment.chunks.len());
+        // Producer states touched by this segment, written back once at the end.
+        let mut producers: HashMap<(i64, String, i32), Option<ProducerState>> = HashMap::new();
         {
             let mut next_offset = tx
                 .prepare_cached(
-                    "SELECT next_offset FROM partitions WHERE topic_id = ?1 AND partition = ?2",
+                    "SELECT next_offset, log_start_offset FROM partitions
+                     WHERE topic_id = ?1 AND partition = ?2",
                 )
                 .map_err(map_err)?;
             let mut advance = tx
@@ -524,24 +776,79 @@ impl MetadataBackend for SqliteBackend {
             let mut insert_chunk = tx
                 .prepare_cached(
                     "INSERT INTO chunks (topic_id, partition, base_offset, last_offset, object_key,
-                         byte_pos, byte_len, crc32c, max_timestamp_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         byte_pos, byte_len, crc32c, max_timestamp_ms, skipped_batches)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(map_err)?;
+            let mut load_producer = tx
+                .prepare_cached(
+                    "SELECT producer_epoch, recent_batches FROM producer_state
+                     WHERE producer_id = ?1 AND topic_id = ?2 AND partition = ?3",
                 )
                 .map_err(map_err)?;
             for chunk in &segment.chunks {
                 let topic_id = chunk.topic_id.to_string();
-                let base: Option<i64> = next_offset
-                    .query_row(params![topic_id, chunk.partition], |row| row.get(0))
+                let found: Option<(i64, i64)> = next_offset
+                    .query_row(params![topic_id, chunk.partition], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
                     .optional()
                     .map_err(map_err)?;
-                let Some(base) = base else {
+                let Some((base, log_start_offset)) = found else {
                     // Topic deleted (or shrunk, were that possible) while the segment was being
                     // uploaded: its bytes become garbage for the cleaner; the rest still commits.
-                    base_offsets.push(None);
+                    chunks.push(None);
                     continue;
                 };
-                let count = i64::from(chunk.offset_count);
-                let next = base.checked_add(count).ok_or_else(|| {
+                // Idempotent batches first: each is checked against its producer's state as
+                // left by the batches before it, in this segment or earlier ones.
+                let mut outcomes = Vec::with_capacity(chunk.producer_batches.len());
+                let mut skipped_before = 0u32;
+                let mut skipped = Vec::new();
+                for pb in &chunk.producer_batches {
+                    let key = (pb.producer_id, topic_id.clone(), chunk.partition);
+                    if !producers.contains_key(&key) {
+                        let row: Option<(i16, String)> = load_producer
+                            .query_row(params![pb.producer_id, topic_id, chunk.partition], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .optional()
+                            .map_err(map_err)?;
+                        let state = match row {
+                            None => None,
+                            Some((epoch, text)) => Some(ProducerState {
+                                epoch,
+                                recent: producer_state::decode_recent(&text).ok_or_else(|| {
+                                    MetadataError::Backend(format!(
+                                        "corrupt producer state for {}",
+                                        pb.producer_id
+                                    ))
+                                })?,
+                            }),
+                        };
+                        producers.insert(key.clone(), state);
+                    }
+                    let state = producers.get_mut(&key).expect("inserted above");
+                    let outcome = producer_state::check(state.as_ref(), pb);
+                    if outcome == BatchOutcome::Appended {
+                        let offset = base + i64::from(pb.offset_in_chunk - skipped_before);
+                        *state = Some(producer_state::record(state.take(), pb, offset));
+                    } else {
+                        skipped.push(pb.batch_index.to_string());
+                        skipped_before += pb.offset_count;
+                    }
+                    outcomes.push(outcome);
+                }
+                let taken = chunk.offset_count - skipped_before;
+                if taken == 0 {
+                    chunks.push(Some(ChunkCommitted {
+                        base_offset: None,
+                        log_start_offset,
+                        producer_outcomes: outcomes,
+                    }));
+                    continue;
+                }
+                let next = base.checked_add(i64::from(taken)).ok_or_else(|| {
                     MetadataError::Backend(format!(
                         "offsets of {topic_id}/{} overflow",
                         chunk.partition
@@ -550,6 +857,7 @@ impl MetadataBackend for SqliteBackend {
                 advance
                     .execute(params![next, topic_id, chunk.partition])
                     .map_err(map_err)?;
+                let skipped = (!skipped.is_empty()).then(|| skipped.join(","));
                 insert_chunk
                     .execute(params![
                         topic_id,
@@ -561,9 +869,39 @@ impl MetadataBackend for SqliteBackend {
                         i64::from(chunk.byte_len),
                         i64::from(chunk.crc32c),
                         chunk.max_timestamp_ms,
+                        skipped,
                     ])
                     .map_err(map_err)?;
-                base_offsets.push(Some(base));
+                chunks.push(Some(ChunkCommitted {
+                    base_offset: Some(base),
+                    log_start_offset,
+                    producer_outcomes: outcomes,
+                }));
+            }
+        }
+        if !producers.is_empty() {
+            let mut store = tx
+                .prepare_cached(
+                    "INSERT INTO producer_state
+                         (producer_id, topic_id, partition, producer_epoch, recent_batches)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (producer_id, topic_id, partition) DO UPDATE SET
+                         producer_epoch = excluded.producer_epoch,
+                         recent_batches = excluded.recent_batches",
+                )
+                .map_err(map_err)?;
+            for ((producer_id, topic_id, partition), state) in &producers {
+                if let Some(state) = state {
+                    store
+                        .execute(params![
+                            producer_id,
+                            topic_id,
+                            partition,
+                            state.epoch,
+                            producer_state::encode_recent(&state.recent),
+                        ])
+                        .map_err(map_err)?;
+                }
             }
         }
         // Read under the write lock, so that commits ordered by the store also get ordered
@@ -571,7 +909,7 @@ impl MetadataBackend for SqliteBackend {
         let commit_time_ms = now_ms();
         tx.commit().map_err(map_err)?;
         Ok(SegmentCommitted {
-            base_offsets,
+            chunks,
             commit_time_ms,
         })
     }
@@ -699,6 +1037,7 @@ mod tests {
             crc32c: 0xdead_beef,
             offset_count: count,
             max_timestamp_ms: ts,
+            producer_batches: vec![],
         }
     }
 
@@ -843,7 +1182,7 @@ mod tests {
                 ],
             ))
             .expect("commit s1");
-        assert_eq!(first.base_offsets, vec![Some(0), Some(0), Some(3)]);
+        assert_eq!(first.base_offsets(), vec![Some(0), Some(0), Some(3)]);
         assert!(first.commit_time_ms > 0);
         let second = b
             .commit_segment(&segment(
@@ -851,7 +1190,7 @@ mod tests {
                 vec![chunk(t, 1, 0, 10, 1, 1), chunk(t, 0, 10, 10, 6, 1)],
             ))
             .expect("commit s2");
-        assert_eq!(second.base_offsets, vec![Some(4), Some(5)]);
+        assert_eq!(second.base_offsets(), vec![Some(4), Some(5)]);
         assert_eq!(b.partition_offsets(t, 0).expect("p0").high_watermark, 11);
         assert_eq!(b.partition_offsets(t, 1).expect("p1").high_watermark, 5);
 
@@ -875,6 +1214,135 @@ mod tests {
         assert_eq!(p0.chunks[0].crc32c, 0xdead_beef);
     }
 
+    fn idempotent_chunk(topic_id: Uuid, batches: &[(i16, i32, u32)]) -> ChunkCommit {
+        let mut c = chunk(topic_id, 0, 0, 100, 0, 1);
+        let mut offset = 0;
+        for (i, &(epoch, seq, count)) in batches.iter().enumerate() {
+            c.producer_batches.push(crate::metadata::ProducerBatch {
+                batch_index: i as u32,
+                offset_in_chunk: offset,
+                offset_count: count,
+                producer_id: 42,
+                producer_epoch: epoch,
+                base_sequence: seq,
+            });
+            offset += count;
+        }
+        c.offset_count = offset;
+        c
+    }
+
+    #[test]
+    fn idempotent_batches_are_deduplicated_and_ordered() {
+        let mut b = backend();
+        let t = topic(&mut b, "idem", 1).id;
+        assert_eq!(b.allocate_producer_id().unwrap(), 0);
+        assert_eq!(b.allocate_producer_id().unwrap(), 1);
+
+        // Seq 0-2 and 3-4 appended.
+        let first = b
+            .commit_segment(&segment(
+                "s1",
+                vec![idempotent_chunk(t, &[(0, 0, 3), (0, 3, 2)])],
+            ))
+            .unwrap();
+        let done = first.chunks[0].clone().unwrap();
+        assert_eq!(done.base_offset, Some(0));
+        assert_eq!(
+            done.producer_outcomes,
+            vec![BatchOutcome::Appended, BatchOutcome::Appended]
+        );
+
+        // A retry of seq 3-4, then new seq 5, in one chunk: the retry is skipped and keeps
+        // its original offset; the new batch follows directly at offset 5.
+        let c = idempotent_chunk(t, &[(0, 3, 2), (0, 5, 1)]);
+        let second = b.commit_segment(&segment("s2", vec![c.clone()])).unwrap();
+        let done = second.chunks[0].clone().unwrap();
+        assert_eq!(
+            done.producer_outcomes,
+            vec![
+                BatchOutcome::Duplicate { base_offset: 3 },
+                BatchOutcome::Appended
+            ]
+        );
+        assert_eq!(done.base_offset, Some(5));
+        assert_eq!(done.offset_of(&c, 2), Some(5));
+        assert_eq!(done.offsets_taken(&c), 1);
+        let fetched = b.fetch_chunks(t, 0, 5, 1 << 20, 10).unwrap();
+        assert_eq!(fetched.offsets.high_watermark, 6);
+        assert_eq!(fetched.chunks[0].skipped_batches, vec![0]);
+        assert_eq!(
+            (fetched.chunks[0].base_offset, fetched.chunks[0].last_offset),
+            (5, 5)
+        );
+
+        // A gap, and a stale epoch, are refused and take no offsets.
+        let gap = b
+            .commit_segment(&segment("s3", vec![idempotent_chunk(t, &[(0, 9, 1)])]))
+            .unwrap();
+        let done = gap.chunks[0].clone().unwrap();
+        assert_eq!(
+            done.producer_outcomes,
+            vec![BatchOutcome::OutOfOrderSequence]
+        );
+        assert_eq!(done.base_offset, None);
+        let bumped = b
+            .commit_segment(&segment("s4", vec![idempotent_chunk(t, &[(1, 0, 1)])]))
+            .unwrap();
+        assert_eq!(bumped.base_offsets(), vec![Some(6)]);
+        let stale = b
+            .commit_segment(&segment("s5", vec![idempotent_chunk(t, &[(0, 6, 1)])]))
+            .unwrap();
+        assert_eq!(
+            stale.chunks[0].as_ref().unwrap().producer_outcomes,
+            vec![BatchOutcome::StaleEpoch]
+        );
+        assert_eq!(b.partition_offsets(t, 0).unwrap().high_watermark, 7);
+    }
+
+    #[test]
+    fn group_state_and_offsets() {
+        let mut b = backend();
+        let o = |topic: &str, partition, offset| CommittedOffset {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: Some("m".to_string()),
+            commit_time_ms: 5,
+        };
+        b.commit_offsets("g1", &[o("a", 0, 10), o("a", 1, 11)])
+            .unwrap();
+        b.commit_offsets("g1", &[o("a", 0, 12)]).unwrap();
+        b.commit_offsets("g2", &[o("b", 0, 1)]).unwrap();
+        let all = b.fetch_offsets("g1", None).unwrap();
+        assert_eq!(all, vec![o("a", 0, 12), o("a", 1, 11)]);
+        let some = b
+            .fetch_offsets("g1", Some(&[("a".into(), 1), ("zz".into(), 0)]))
+            .unwrap();
+        assert_eq!(some, vec![o("a", 1, 11)]);
+        b.save_group(&StoredGroup {
+            group_id: "g1".into(),
+            protocol_type: "consumer".into(),
+            state: vec![1, 2, 3],
+        })
+        .unwrap();
+        assert_eq!(b.load_group("g1").unwrap().unwrap().state, vec![1, 2, 3]);
+        assert_eq!(
+            b.list_groups().unwrap(),
+            vec![
+                ("g1".to_string(), "consumer".to_string()),
+                ("g2".to_string(), String::new())
+            ]
+        );
+        b.delete_offsets("g1", &[("a".into(), 0)]).unwrap();
+        assert_eq!(b.fetch_offsets("g1", None).unwrap(), vec![o("a", 1, 11)]);
+        assert!(b.delete_group("g1").unwrap());
+        assert!(!b.delete_group("g1").unwrap());
+        assert!(b.load_group("g1").unwrap().is_none());
+        assert!(b.fetch_offsets("g1", None).unwrap().is_empty());
+    }
+
     #[test]
     fn commit_skips_deleted_topic_and_commits_the_rest() {
         let mut b = backend();
@@ -891,7 +1359,7 @@ mod tests {
                 ],
             ))
             .expect("commit");
-        assert_eq!(committed.base_offsets, vec![None, Some(0), None]);
+        assert_eq!(committed.base_offsets(), vec![None, Some(0), None]);
         assert_eq!(
             b.partition_offsets(kept, 0).expect("kept").high_watermark,
             4
@@ -954,7 +1422,7 @@ mod tests {
         let committed = b
             .commit_segment(&segment("s2", vec![chunk(t, 0, 0, 10, 3, 1)]))
             .expect("commit after rollback");
-        assert_eq!(committed.base_offsets, vec![Some(3)]);
+        assert_eq!(committed.base_offsets(), vec![Some(3)]);
     }
 
     #[test]
@@ -973,7 +1441,7 @@ mod tests {
             let committed = backend
                 .commit_segment(&segment(&format!("s{i}"), vec![chunk(t, 0, 0, 10, 2, 1)]))
                 .expect("commit");
-            assert_eq!(committed.base_offsets, vec![Some(2 * i)]);
+            assert_eq!(committed.base_offsets(), vec![Some(2 * i)]);
         }
         assert_eq!(
             b.partition_offsets(t, 0).expect("offsets").high_watermark,
@@ -1176,7 +1644,7 @@ mod tests {
         let committed = b
             .commit_segment(&segment("s3", vec![chunk(id, 0, 0, 10, 1, 10)]))
             .expect("commit after reopen");
-        assert_eq!(committed.base_offsets, vec![Some(8)]);
+        assert_eq!(committed.base_offsets(), vec![Some(8)]);
         let versions: i64 = b
             .conn
             .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))

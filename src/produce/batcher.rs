@@ -10,7 +10,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use uuid::Uuid;
 
+use crate::metadata::ProducerBatch;
 use crate::segment::ChunkInput;
+
+/// The idempotent-producer fields of a batch header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
 
 /// One record batch to append, already validated.
 #[derive(Clone, Debug)]
@@ -20,6 +29,8 @@ pub struct Append {
     pub batch: Bytes,
     pub offset_count: u32,
     pub max_timestamp_ms: i64,
+    /// Set for batches of idempotent producers, which the commit checks for duplicates.
+    pub producer: Option<ProducerFields>,
 }
 
 /// Where one appended batch landed: its chunk in the segment, and the offsets that come before
@@ -28,6 +39,8 @@ pub struct Append {
 pub struct Slot {
     pub chunk: usize,
     pub offset_in_chunk: u32,
+    /// Whether the batch is an idempotent producer's, with its own commit outcome.
+    pub idempotent: bool,
 }
 
 /// Why a segment was flushed.
@@ -56,6 +69,8 @@ pub struct Policy {
 #[derive(Debug)]
 pub struct Sealed<W> {
     pub chunks: Vec<ChunkInput>,
+    /// For each chunk, its idempotent batches.
+    pub producer_batches: Vec<Vec<ProducerBatch>>,
     pub waiters: Vec<(W, Vec<Slot>)>,
     pub bytes: usize,
     pub reason: FlushReason,
@@ -67,6 +82,7 @@ pub struct Sealed<W> {
 pub struct Batcher<W> {
     policy: Policy,
     chunks: Vec<ChunkInput>,
+    producer_batches: Vec<Vec<ProducerBatch>>,
     chunk_of: HashMap<(Uuid, i32), usize>,
     waiters: Vec<(W, Vec<Slot>)>,
     bytes: usize,
@@ -78,6 +94,7 @@ impl<W> Batcher<W> {
         Batcher {
             policy,
             chunks: Vec::new(),
+            producer_batches: Vec::new(),
             chunk_of: HashMap::new(),
             waiters: Vec::new(),
             bytes: 0,
@@ -109,13 +126,25 @@ impl<W> Batcher<W> {
                         offset_count: 0,
                         max_timestamp_ms: i64::MIN,
                     });
+                    self.producer_batches.push(Vec::new());
                     self.chunks.len() - 1
                 });
             let chunk = &mut self.chunks[idx];
             slots.push(Slot {
                 chunk: idx,
                 offset_in_chunk: chunk.offset_count,
+                idempotent: a.producer.is_some(),
             });
+            if let Some(p) = a.producer {
+                self.producer_batches[idx].push(ProducerBatch {
+                    batch_index: chunk.batches.len() as u32,
+                    offset_in_chunk: chunk.offset_count,
+                    offset_count: a.offset_count,
+                    producer_id: p.producer_id,
+                    producer_epoch: p.producer_epoch,
+                    base_sequence: p.base_sequence,
+                });
+            }
             chunk.offset_count += a.offset_count;
             chunk.max_timestamp_ms = chunk.max_timestamp_ms.max(a.max_timestamp_ms);
             self.bytes += a.batch.len();
@@ -154,6 +183,7 @@ impl<W> Batcher<W> {
         let bytes = std::mem::take(&mut self.bytes);
         Some(Sealed {
             chunks: std::mem::take(&mut self.chunks),
+            producer_batches: std::mem::take(&mut self.producer_batches),
             waiters: std::mem::take(&mut self.waiters),
             bytes,
             reason,
@@ -182,6 +212,7 @@ mod tests {
             batch: Bytes::from(vec![0u8; len]),
             offset_count: count,
             max_timestamp_ms: 7,
+            producer: None,
         }
     }
 
@@ -201,7 +232,8 @@ mod tests {
             s.waiters[1].1,
             vec![Slot {
                 chunk: 0,
-                offset_in_chunk: 3
+                offset_in_chunk: 3,
+                idempotent: false,
             }]
         );
         assert!(b.is_empty());

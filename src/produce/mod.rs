@@ -18,10 +18,12 @@ use futures::channel::oneshot;
 
 use crate::fetch::cache::ChunkCache;
 use crate::limits::Limits;
-use crate::metadata::{ChunkCommit, MetadataClient, MetadataError, SegmentCommit};
+use crate::metadata::{
+    BatchOutcome, ChunkCommit, MetadataClient, MetadataError, SegmentCommit, SegmentCommitted,
+};
 use crate::object_store::{ObjectStore, ObjectStoreError};
 use crate::segment;
-pub use batcher::{Append, FlushReason, Policy, Slot};
+pub use batcher::{Append, FlushReason, Policy, ProducerFields, Slot};
 use batcher::{Batcher, Sealed};
 
 #[derive(Debug, thiserror::Error, Clone)]
@@ -34,11 +36,25 @@ pub enum ProduceError {
     ShuttingDown,
 }
 
-/// The answer to one appended request: for each of its batches, in order, the base offset it
-/// was given (`None` if its partition vanished before the commit), and the log-append time.
+/// What became of one batch of an appended request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchResult {
+    /// Committed (or, for an idempotent producer's retry, committed earlier) at this offset;
+    /// with the partition's log start offset.
+    Offset { base: i64, log_start: i64 },
+    /// Its partition vanished before the commit.
+    PartitionGone,
+    /// Its sequence number does not follow the producer's last one.
+    OutOfOrderSequence,
+    /// Its producer epoch is stale.
+    StaleEpoch,
+}
+
+/// The answer to one appended request: for each of its batches, in order, what became of it,
+/// and the log-append time.
 #[derive(Debug, Clone)]
 pub struct Appended {
-    pub base_offsets: Vec<Option<i64>>,
+    pub batches: Vec<BatchResult>,
     pub log_append_time_ms: i64,
 }
 
@@ -203,7 +219,8 @@ impl ShardProducer {
                     chunks: encoded
                         .chunks
                         .iter()
-                        .map(|c| ChunkCommit {
+                        .zip(&sealed.producer_batches)
+                        .map(|(c, producer_batches)| ChunkCommit {
                             topic_id: c.topic_id,
                             partition: c.partition,
                             byte_pos: c.byte_pos,
@@ -211,12 +228,14 @@ impl ShardProducer {
                             crc32c: c.crc32c,
                             offset_count: c.offset_count,
                             max_timestamp_ms: c.max_timestamp_ms,
+                            producer_batches: producer_batches.clone(),
                         })
                         .collect(),
                 };
                 self.metadata
-                    .commit_segment(commit)
+                    .commit_segment(commit.clone())
                     .await
+                    .map(|done| (commit, done))
                     .map_err(ProduceError::Metadata)
             }
         };
@@ -226,7 +245,7 @@ impl ShardProducer {
             .set(self.buffered_bytes.get() - sealed.bytes);
 
         match outcome {
-            Ok(committed) => {
+            Ok((commit, committed)) => {
                 // Tailing consumers read what was just uploaded from memory, not from a GET.
                 for c in &encoded.chunks {
                     let range = c.byte_pos as usize..c.byte_pos as usize + c.byte_len as usize;
@@ -234,15 +253,12 @@ impl ShardProducer {
                         .insert(&key, c.byte_pos, encoded.bytes.slice(range));
                 }
                 for (reply, slots) in sealed.waiters {
-                    let base_offsets = slots
+                    let batches = slots
                         .iter()
-                        .map(|s| {
-                            committed.base_offsets[s.chunk]
-                                .map(|b| b + i64::from(s.offset_in_chunk))
-                        })
+                        .map(|s| batch_result(&commit, &committed, s))
                         .collect();
                     let _ = reply.send(Ok(Appended {
-                        base_offsets,
+                        batches,
                         log_append_time_ms: committed.commit_time_ms,
                     }));
                 }
@@ -274,6 +290,40 @@ impl ShardProducer {
                 listener.await;
             }
         }
+    }
+}
+
+/// What the commit decided for the batch in `slot`.
+fn batch_result(commit: &SegmentCommit, committed: &SegmentCommitted, slot: &Slot) -> BatchResult {
+    let chunk = &commit.chunks[slot.chunk];
+    let Some(done) = &committed.chunks[slot.chunk] else {
+        return BatchResult::PartitionGone;
+    };
+    if slot.idempotent {
+        let outcome = chunk
+            .producer_batches
+            .iter()
+            .zip(&done.producer_outcomes)
+            .find(|(b, _)| b.offset_in_chunk == slot.offset_in_chunk)
+            .map(|(_, o)| *o);
+        match outcome {
+            Some(BatchOutcome::Duplicate { base_offset }) => {
+                return BatchResult::Offset {
+                    base: base_offset,
+                    log_start: done.log_start_offset,
+                }
+            }
+            Some(BatchOutcome::OutOfOrderSequence) => return BatchResult::OutOfOrderSequence,
+            Some(BatchOutcome::StaleEpoch) => return BatchResult::StaleEpoch,
+            Some(BatchOutcome::Appended) | None => {}
+        }
+    }
+    match done.offset_of(chunk, slot.offset_in_chunk) {
+        Some(base) => BatchResult::Offset {
+            base,
+            log_start: done.log_start_offset,
+        },
+        None => BatchResult::PartitionGone,
     }
 }
 
@@ -342,6 +392,7 @@ mod tests {
             batch: Bytes::from_static(b"batch"),
             offset_count: 1,
             max_timestamp_ms: 0,
+            producer: None,
         }]
     }
 

@@ -72,6 +72,8 @@ pub enum BatchError {
     BadCompression(i16),
     #[error("a produce request must carry exactly one record batch per partition, found more")]
     MultipleBatches,
+    #[error("record {index} of the batch is malformed: {reason}")]
+    BadRecord { index: i32, reason: &'static str },
 }
 
 fn i16_at(b: &[u8], pos: usize) -> i16 {
@@ -153,7 +155,137 @@ pub fn validate_produce_batch(records: &Bytes) -> Result<BatchHeader, BatchError
     if header.compression() > 4 {
         return Err(BatchError::BadCompression(header.compression()));
     }
+    // Uncompressed records are checked one by one, as Kafka does, so that no consumer is ever
+    // handed a batch it cannot read. Compressed payloads are never opened on the data path.
+    if header.compression() == 0 {
+        let mut count = 0;
+        for r in records_of(records, &header) {
+            r?;
+            count += 1;
+        }
+        if count != header.record_count {
+            return Err(BatchError::BadRecord {
+                index: count,
+                reason: "fewer records than the batch declares",
+            });
+        }
+    }
     Ok(header)
+}
+
+/// The fields of one record of an uncompressed batch that lookups need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub offset_delta: i32,
+    pub timestamp_ms: i64,
+}
+
+/// Walks the records of an uncompressed batch (`batch` starts at the batch header), checking
+/// each record's framing: lengths, key, value and headers all inside the record.
+pub fn records_of<'a>(batch: &'a [u8], header: &BatchHeader) -> RecordIter<'a> {
+    RecordIter {
+        buf: &batch[HEADER_BYTES..header.total_bytes],
+        pos: 0,
+        index: 0,
+        count: header.record_count,
+        base_timestamp_ms: header.base_timestamp_ms,
+    }
+}
+
+pub struct RecordIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    index: i32,
+    count: i32,
+    base_timestamp_ms: i64,
+}
+
+/// Reads a zig-zag varint (at most 10 bytes) at `*pos`.
+fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut raw = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+impl RecordIter<'_> {
+    fn record(&mut self, index: i32) -> Result<RecordInfo, &'static str> {
+        let len = varint(self.buf, &mut self.pos).ok_or("bad length")?;
+        if len < 0 || len as usize > self.buf.len() - self.pos {
+            return Err("length past the end of the batch");
+        }
+        let rec = &self.buf[self.pos..self.pos + len as usize];
+        self.pos += len as usize;
+        let mut p = 1; // attributes
+        if rec.is_empty() {
+            return Err("empty record");
+        }
+        let timestamp_delta = varint(rec, &mut p).ok_or("bad timestamp delta")?;
+        let offset_delta = varint(rec, &mut p).ok_or("bad offset delta")?;
+        if offset_delta != i64::from(index) {
+            return Err("offset delta out of sequence");
+        }
+        fn field(rec: &[u8], p: &mut usize, nullable: bool) -> Result<(), &'static str> {
+            let n = varint(rec, p).ok_or("bad field length")?;
+            if n == -1 && nullable {
+                return Ok(());
+            }
+            if n < 0 || n as usize > rec.len() - *p {
+                return Err("field past the end of the record");
+            }
+            *p += n as usize;
+            Ok(())
+        }
+        field(rec, &mut p, true)?; // key
+        field(rec, &mut p, true)?; // value
+        let headers = varint(rec, &mut p).ok_or("bad header count")?;
+        if headers < 0 || headers as usize > rec.len() {
+            return Err("bad header count");
+        }
+        for _ in 0..headers {
+            field(rec, &mut p, false)?; // header key
+            field(rec, &mut p, true)?; // header value
+        }
+        if p != rec.len() {
+            return Err("trailing bytes in record");
+        }
+        Ok(RecordInfo {
+            offset_delta: offset_delta as i32,
+            timestamp_ms: self.base_timestamp_ms.wrapping_add(timestamp_delta),
+        })
+    }
+}
+
+impl Iterator for RecordIter<'_> {
+    type Item = Result<RecordInfo, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
+            return (self.pos < self.buf.len()).then(|| {
+                self.pos = self.buf.len();
+                Err(BatchError::BadRecord {
+                    index: self.index,
+                    reason: "bytes after the last record",
+                })
+            });
+        }
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let index = self.index;
+        self.index += 1;
+        Some(self.record(index).map_err(|reason| {
+            self.index = self.count;
+            self.pos = self.buf.len();
+            BatchError::BadRecord { index, reason }
+        }))
+    }
 }
 
 /// Walks the batches of a committed chunk. Each item is the batch's byte range and header.
@@ -300,6 +432,29 @@ pub mod tests {
             validate_produce_batch(&Bytes::from(b)),
             Err(BatchError::BadLength(-5))
         );
+    }
+
+    #[test]
+    fn rejects_records_that_do_not_parse() {
+        let mut b = batch(2, b"hello", 5);
+        // Corrupt the first record's length, then fix the CRC so only the records are wrong.
+        b[HEADER_BYTES] = 0x7f;
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_produce_batch(&Bytes::from(b)),
+            Err(BatchError::BadRecord { .. })
+        ));
+    }
+
+    #[test]
+    fn reads_record_timestamps() {
+        let b = batch(3, b"v", 1000);
+        let h = read_header(&b).unwrap();
+        let recs: Vec<_> = records_of(&b, &h).map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[2].offset_delta, 2);
+        assert_eq!(recs[2].timestamp_ms, 1000);
     }
 
     #[test]

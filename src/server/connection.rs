@@ -58,14 +58,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                     break 'read;
                 }
             };
-            let task: Pending = match dispatch::parse(frame) {
+            // A request that closes the connection is the last one read: nothing pipelined
+            // behind it may run, as with Kafka.
+            let (task, last): (Pending, bool) = match dispatch::parse(frame) {
                 Ok(req) => {
                     let shard = shard.clone();
-                    glommio::spawn_local(async move { dispatch::handle(&shard, req).await })
+                    let task =
+                        glommio::spawn_local(async move { dispatch::handle(&shard, req).await });
+                    (task, false)
                 }
-                Err(e) => glommio::spawn_local(async move { Err(e) }),
+                Err(e) => (glommio::spawn_local(async move { Err(e) }), true),
             };
-            if queue_tx.send(task).await.is_err() {
+            if queue_tx.send(task).await.is_err() || last {
                 break 'read;
             }
         }

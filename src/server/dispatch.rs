@@ -22,61 +22,24 @@ pub struct ApiSpec {
 /// Every API weft answers. Minimums are the oldest versions Apache Kafka 4 still accepts (older
 /// ones carry message formats before v2); maximums are what current clients use and what the
 /// agent can answer fully.
+#[rustfmt::skip]
 pub const APIS: &[ApiSpec] = &[
     // v10+ only add leader-discovery tags for moved partitions, which never move here.
-    ApiSpec {
-        key: ApiKey::Produce,
-        min: 3,
-        max: 9,
-    },
+    ApiSpec { key: ApiKey::Produce, min: 3, max: 9 },
     // v13+ address topics by id only; clients fall back to names at v12.
-    ApiSpec {
-        key: ApiKey::Fetch,
-        min: 4,
-        max: 12,
-    },
+    ApiSpec { key: ApiKey::Fetch, min: 4, max: 12 },
     // v8+ add tiered-storage offset specs that have no meaning here.
-    ApiSpec {
-        key: ApiKey::ListOffsets,
-        min: 1,
-        max: 7,
-    },
-    ApiSpec {
-        key: ApiKey::Metadata,
-        min: 0,
-        max: 12,
-    },
-    ApiSpec {
-        key: ApiKey::ApiVersions,
-        min: 0,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::CreateTopics,
-        min: 2,
-        max: 7,
-    },
-    ApiSpec {
-        key: ApiKey::DeleteTopics,
-        min: 1,
-        max: 6,
-    },
-    ApiSpec {
-        key: ApiKey::DescribeConfigs,
-        min: 1,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::CreatePartitions,
-        min: 0,
-        max: 3,
-    },
+    ApiSpec { key: ApiKey::ListOffsets, min: 1, max: 7 },
+    ApiSpec { key: ApiKey::Metadata, min: 0, max: 12 },
+    ApiSpec { key: ApiKey::ApiVersions, min: 0, max: 4 },
+    ApiSpec { key: ApiKey::CreateTopics, min: 2, max: 7 },
+    ApiSpec { key: ApiKey::DeleteTopics, min: 1, max: 6 },
+    ApiSpec { key: ApiKey::DescribeConfigs, min: 1, max: 4 },
+    ApiSpec { key: ApiKey::CreatePartitions, min: 0, max: 3 },
     // v2 adds fenced-broker reporting for KRaft controllers.
-    ApiSpec {
-        key: ApiKey::DescribeCluster,
-        min: 0,
-        max: 1,
-    },
+    ApiSpec { key: ApiKey::DescribeCluster, min: 0, max: 1 },
+    // v6 adds two-phase-commit transactions (KIP-939).
+    ApiSpec { key: ApiKey::InitProducerId, min: 0, max: 5 },
 ];
 
 pub fn supported(key: ApiKey, version: i16) -> bool {
@@ -93,17 +56,84 @@ pub enum Disconnect {
     UnsupportedVersion { key: ApiKey, version: i16 },
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// Kafka closes the connection when a Produce with acks=0 fails, since there is no
+    /// answer to carry the error: the producer notices and refreshes its metadata.
+    #[error("produce with acks=0 failed with error {0}")]
+    UnacknowledgedProduceFailed(i16),
 }
 
-/// A request decoded up to its body.
+/// Declares, once, every API the agent decodes and the handler module that answers it.
+macro_rules! handled_apis {
+    ($($key:ident => $module:ident : $request:ty),* $(,)?) => {
+        /// A request body, decoded.
+        pub enum Body {
+            /// `None` for an unsupported version, which is answered in v0.
+            ApiVersions(Option<kafka_protocol::messages::ApiVersionsRequest>),
+            Produce(kafka_protocol::messages::ProduceRequest),
+            $($key($request),)*
+        }
+
+        fn decode_body(key: ApiKey, version: i16, frame: &mut Bytes) -> Result<Body, Disconnect> {
+            fn body<T: Decodable>(key: ApiKey, version: i16, frame: &mut Bytes) -> Result<T, Disconnect> {
+                T::decode(frame, version)
+                    .map_err(|e| Disconnect::Malformed(format!("{key:?} v{version} body: {e}")))
+            }
+            Ok(match key {
+                ApiKey::ApiVersions => Body::ApiVersions(Some(body(key, version, frame)?)),
+                ApiKey::Produce => Body::Produce(body(key, version, frame)?),
+                $(ApiKey::$key => Body::$key(body(key, version, frame)?),)*
+                other => return Err(Disconnect::UnsupportedVersion { key: other, version }),
+            })
+        }
+
+        /// Handles one request. `Ok(None)` means no response is sent (Produce with acks=0).
+        pub async fn handle(shard: &Rc<Shard>, req: Request) -> Result<Option<Bytes>, Disconnect> {
+            let version = req.version;
+            let correlation_id = req.header.correlation_id;
+            match req.body {
+                Body::ApiVersions(body) => {
+                    let (resp, answer_version) = handlers::api_versions::handle(body.as_ref(), version);
+                    // An unsupported version is answered in v0 and with header v0.
+                    Ok(Some(encode(req.key, answer_version, answer_version, correlation_id, &resp)?))
+                }
+                Body::Produce(body) => {
+                    match handlers::produce::handle(shard, &req.header, body, version).await? {
+                        Some(resp) => Ok(Some(encode(req.key, version, version, correlation_id, &resp)?)),
+                        None => Ok(None),
+                    }
+                }
+                $(Body::$key(body) => {
+                    let resp = handlers::$module::handle(shard, &req.header, body, version).await;
+                    Ok(Some(encode(req.key, version, version, correlation_id, &resp)?))
+                })*
+            }
+        }
+    };
+}
+
+handled_apis! {
+    Fetch => fetch: kafka_protocol::messages::FetchRequest,
+    ListOffsets => list_offsets: kafka_protocol::messages::ListOffsetsRequest,
+    Metadata => metadata: kafka_protocol::messages::MetadataRequest,
+    CreateTopics => create_topics: kafka_protocol::messages::CreateTopicsRequest,
+    DeleteTopics => delete_topics: kafka_protocol::messages::DeleteTopicsRequest,
+    DescribeConfigs => describe_configs: kafka_protocol::messages::DescribeConfigsRequest,
+    CreatePartitions => create_partitions: kafka_protocol::messages::CreatePartitionsRequest,
+    DescribeCluster => describe_cluster: kafka_protocol::messages::DescribeClusterRequest,
+    InitProducerId => init_producer_id: kafka_protocol::messages::InitProducerIdRequest,
+}
+
+/// A request, decoded.
 pub struct Request {
     pub key: ApiKey,
     pub version: i16,
     pub header: RequestHeader,
-    pub body: Bytes,
+    pub body: Body,
 }
 
-/// Splits a frame into its header and body, checking the API and version are supported.
+/// Decodes a frame: header and body, checking that the API and version are supported and that
+/// every length in the body is backed by its bytes. Decoding here, before the request runs,
+/// means a malformed request closes the connection before anything pipelined behind it runs.
 /// ApiVersions of an unsupported version is let through: it gets a v0 answer, as Kafka gives.
 pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -115,7 +145,7 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
             key,
             version,
             header: RequestHeader::default().with_correlation_id(correlation_id),
-            body: Bytes::new(),
+            body: Body::ApiVersions(None),
         });
     }
     if !supported(key, version) {
@@ -123,21 +153,16 @@ pub fn parse(mut frame: Bytes) -> Result<Request, Disconnect> {
     }
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version))
         .map_err(|e| Disconnect::Malformed(format!("{key:?} v{version} header: {e}")))?;
+    // The codec sizes allocations from counts on the wire; check them against the bytes first.
+    request_shape::check(key, version, &frame)
+        .map_err(|e| Disconnect::Malformed(format!("{key:?} v{version} body: {e}")))?;
+    let body = decode_body(key, version, &mut frame)?;
     Ok(Request {
         key,
         version,
         header,
-        body: frame,
+        body,
     })
-}
-
-/// Decodes a request body, turning a codec failure into a disconnect.
-pub fn decode<T: Decodable>(req: &mut Request) -> Result<T, Disconnect> {
-    // The codec sizes allocations from counts on the wire; check them against the bytes first.
-    request_shape::check(req.key, req.version, &req.body)
-        .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))?;
-    T::decode(&mut req.body, req.version)
-        .map_err(|e| Disconnect::Malformed(format!("{:?} v{} body: {e}", req.key, req.version)))
 }
 
 /// Frames a response: size, header, body.
@@ -158,61 +183,4 @@ pub fn encode<T: Encodable>(
     header.encode(&mut out, header_version).map_err(fail)?;
     body.encode(&mut out, body_version).map_err(fail)?;
     Ok(out.freeze())
-}
-
-/// Handles one request. `Ok(None)` means no response is sent (Produce with acks=0).
-pub async fn handle(shard: &Rc<Shard>, mut req: Request) -> Result<Option<Bytes>, Disconnect> {
-    let version = req.version;
-    let correlation_id = req.header.correlation_id;
-    macro_rules! answer {
-        ($module:ident) => {{
-            let body = decode(&mut req)?;
-            let resp = handlers::$module::handle(shard, &req.header, body, version).await;
-            Ok(Some(encode(
-                req.key,
-                version,
-                version,
-                correlation_id,
-                &resp,
-            )?))
-        }};
-    }
-    match req.key {
-        ApiKey::ApiVersions => {
-            let (resp, answer_version) = handlers::api_versions::handle(&mut req);
-            // An unsupported version is answered in v0 and with header v0.
-            Ok(Some(encode(
-                req.key,
-                answer_version,
-                answer_version,
-                correlation_id,
-                &resp,
-            )?))
-        }
-        ApiKey::Produce => {
-            let body = decode(&mut req)?;
-            match handlers::produce::handle(shard, &req.header, body, version).await {
-                Some(resp) => Ok(Some(encode(
-                    req.key,
-                    version,
-                    version,
-                    correlation_id,
-                    &resp,
-                )?)),
-                None => Ok(None),
-            }
-        }
-        ApiKey::Fetch => answer!(fetch),
-        ApiKey::ListOffsets => answer!(list_offsets),
-        ApiKey::Metadata => answer!(metadata),
-        ApiKey::CreateTopics => answer!(create_topics),
-        ApiKey::DeleteTopics => answer!(delete_topics),
-        ApiKey::DescribeConfigs => answer!(describe_configs),
-        ApiKey::CreatePartitions => answer!(create_partitions),
-        ApiKey::DescribeCluster => answer!(describe_cluster),
-        other => Err(Disconnect::UnsupportedVersion {
-            key: other,
-            version,
-        }),
-    }
 }

@@ -30,16 +30,19 @@ pub fn produce_error_code(e: &ProduceError) -> i16 {
     }
 }
 
+/// As Kafka's produce validation answers: a CRC mismatch may be damage in transit, so it is
+/// the retriable CORRUPT_MESSAGE; a batch that can never be valid is INVALID_RECORD.
 pub fn batch_error_code(e: &BatchError) -> i16 {
     match e {
-        BatchError::MultipleBatches | BatchError::BadCount { .. } | BatchError::Empty => {
-            ResponseError::InvalidRecord
-        }
-        BatchError::BadMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::Crc { .. } => ResponseError::CorruptMessage,
         BatchError::BadCompression(_) => ResponseError::UnsupportedCompressionType,
-        BatchError::Truncated { .. } | BatchError::BadLength(_) | BatchError::Crc { .. } => {
-            ResponseError::CorruptMessage
-        }
+        BatchError::MultipleBatches
+        | BatchError::BadCount { .. }
+        | BatchError::Empty
+        | BatchError::BadMagic(_)
+        | BatchError::Truncated { .. }
+        | BatchError::BadLength(_)
+        | BatchError::BadRecord { .. } => ResponseError::InvalidRecord,
     }
     .code()
 }

@@ -2,6 +2,8 @@
 //! kill or stop it by process id, and restart it on the same data directory.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod proxy;
 pub mod seaweed;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -99,11 +101,13 @@ impl Agent {
         wait_for_port(self.addr(), Duration::from_secs(30));
     }
 
-    /// SIGKILL, as a crash would.
+    /// SIGKILL, as a crash would. Returns once the port is free again: the kernel may keep a
+    /// dead process's listening sockets open for a moment after it is reaped.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            wait_for_port_free(self.port, Duration::from_secs(10));
         }
     }
 
@@ -167,6 +171,18 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("agent did not listen on {addr} within {timeout:?}");
+}
+
+/// Waits until nothing listens on `port` (a plain bind succeeds).
+pub fn wait_for_port_free(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("port {port} still in use after {timeout:?}");
 }
 
 /// Every file under `dir`, recursively.

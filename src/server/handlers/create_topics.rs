@@ -25,7 +25,11 @@ pub async fn handle(
 ) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     let limits = &shard.config.limits;
-    let mut seen = std::collections::HashSet::new();
+    // A name given twice is refused in every occurrence, and not created, as Kafka does.
+    let mut counts = std::collections::HashMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.0.as_str().to_string()).or_insert(0) += 1;
+    }
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
         let mut result = CreatableTopicResult::default()
@@ -37,7 +41,7 @@ pub async fn handle(
             r.error_message = Some(str_bytes(&msg));
             r
         };
-        if !seen.insert(name.clone()) {
+        if counts[&name] > 1 {
             resp.topics.push(fail(
                 result,
                 ResponseError::InvalidRequest,

@@ -161,6 +161,7 @@ pub async fn handle(
                 match assemble(
                     &bytes,
                     chunk.base_offset,
+                    &chunk.skipped_batches,
                     w.offset,
                     budget.saturating_sub(added),
                     min_one,

@@ -1,6 +1,7 @@
 //! ListOffsets (key 2), v1–v7: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
 //! A timestamp lookup finds the first chunk whose largest timestamp reaches the target, then
-//! the first batch inside it that does, and answers that batch's base offset and timestamp.
+//! the first batch inside it that does, then (for uncompressed batches) the first record that
+//! does, and answers its offset and timestamp.
 
 use std::rc::Rc;
 
@@ -129,20 +130,39 @@ async fn find_in_chunk(
             ResponseError::KafkaStorageError.code()
         })?;
     let mut base = chunk.base_offset;
-    for item in record_batch::batches(&bytes) {
-        let (_, h) = item.map_err(|_| ResponseError::KafkaStorageError.code())?;
+    for (index, item) in record_batch::batches(&bytes).enumerate() {
+        let (range, h) = item.map_err(|_| ResponseError::KafkaStorageError.code())?;
+        if chunk.skipped_batches.contains(&(index as u32)) {
+            continue;
+        }
         let hit = if exact {
             h.max_timestamp_ms == target
         } else {
             h.max_timestamp_ms >= target
         };
         if hit {
+            if h.compression() == 0 {
+                // Uncompressed: the exact record, as Kafka answers.
+                for r in record_batch::records_of(&bytes[range.clone()], &h) {
+                    let r = r.map_err(|_| ResponseError::KafkaStorageError.code())?;
+                    let found = if exact {
+                        r.timestamp_ms == target
+                    } else {
+                        r.timestamp_ms >= target
+                    };
+                    if found {
+                        return Ok((base + i64::from(r.offset_delta), r.timestamp_ms));
+                    }
+                }
+            }
+            // Compressed payloads are never opened: answer at batch level, with the first
+            // offset of the batch for a search and its last for the largest timestamp.
             let offset = if exact {
                 base + i64::from(h.last_offset_delta)
             } else {
                 base
             };
-            return Ok((offset, h.max_timestamp_ms.max(h.base_timestamp_ms)));
+            return Ok((offset, h.max_timestamp_ms));
         }
         base += i64::from(h.offset_count());
     }

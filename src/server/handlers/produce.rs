@@ -9,8 +9,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::ResponseError;
 
-use crate::produce::Append;
+use crate::produce::{Append, BatchResult, ProducerFields};
 use crate::protocol::{record_batch, topic_name};
+use crate::server::dispatch::Disconnect;
 use crate::server::errors::{batch_error_code, metadata_error_code, produce_error_code};
 use crate::shard::Shard;
 
@@ -25,8 +26,8 @@ pub async fn handle(
     shard: &Rc<Shard>,
     _header: &RequestHeader,
     req: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+    version: i16,
+) -> Result<Option<ProduceResponse>, Disconnect> {
     let acks = req.acks;
     let mut resp = ProduceResponse::default();
     let valid_acks = matches!(acks, -1..=1);
@@ -81,6 +82,14 @@ pub async fn handle(
                     continue;
                 }
             };
+            // ZStandard came with Produce v7; older requests may not carry it.
+            if header.compression() == 4 && version < 7 {
+                out.partition_responses.push(partition(
+                    p.index,
+                    ResponseError::UnsupportedCompressionType,
+                ));
+                continue;
+            }
             if records.len() > topic_meta.message_bytes_max {
                 out.partition_responses
                     .push(partition(p.index, ResponseError::MessageTooLarge));
@@ -95,6 +104,11 @@ pub async fn handle(
                 batch: records,
                 offset_count: header.offset_count(),
                 max_timestamp_ms: header.max_timestamp_ms,
+                producer: (header.producer_id >= 0).then_some(ProducerFields {
+                    producer_id: header.producer_id,
+                    producer_epoch: header.producer_epoch,
+                    base_sequence: header.base_sequence,
+                }),
             });
         }
         resp.responses.push(out);
@@ -103,19 +117,26 @@ pub async fn handle(
     if !appends.is_empty() {
         match shard.producer.append(appends).await {
             Ok(done) => {
-                for (slot, base) in slots.iter().zip(done.base_offsets) {
+                for (slot, result) in slots.iter().zip(done.batches) {
                     let topic = &mut resp.responses[slot.0];
                     let p = &mut topic.partition_responses[slot.1];
-                    match base {
-                        Some(offset) => {
+                    match result {
+                        BatchResult::Offset { base, log_start } => {
                             p.error_code = 0;
-                            p.base_offset = offset;
+                            p.base_offset = base;
+                            p.log_start_offset = log_start;
                             // CreateTime topics answer -1, as Kafka does.
                             p.log_append_time_ms = -1;
                         }
-                        None => {
+                        BatchResult::PartitionGone => {
                             p.error_code = ResponseError::UnknownTopicOrPartition.code();
                             shard.topics.invalidate(topic.name.0.as_str());
+                        }
+                        BatchResult::OutOfOrderSequence => {
+                            p.error_code = ResponseError::OutOfOrderSequenceNumber.code();
+                        }
+                        BatchResult::StaleEpoch => {
+                            p.error_code = ResponseError::InvalidProducerEpoch.code();
                         }
                     }
                 }
@@ -128,9 +149,17 @@ pub async fn handle(
             }
         }
     }
-    if acks == 0 {
-        None
-    } else {
-        Some(resp)
+    if acks != 0 {
+        return Ok(Some(resp));
+    }
+    let failed = resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .map(|p| p.error_code)
+        .find(|&c| c != 0);
+    match failed {
+        Some(code) => Err(Disconnect::UnacknowledgedProduceFailed(code)),
+        None => Ok(None),
     }
 }
