@@ -82,6 +82,7 @@ pub fn start(
     config: AgentConfig,
 ) -> Result<(StopHandle, impl FnOnce() -> Result<(), AgentError>), AgentError> {
     let limits = &config.limits;
+    object_store::check(&config.bucket_url)?;
     let metadata = metadata::open(&config.metadata_url, limits.metadata_queue_depth)?;
     let cluster_id = futures::executor::block_on(metadata.call(|b| b.cluster_id()))?;
 
@@ -124,7 +125,8 @@ pub fn start(
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("weft-shard-{id}"))
             .spawn(move || async move {
-                let store = object_store::open(&config.bucket_url).map_err(|e| e.to_string())?;
+                let store = object_store::open_with(&config.bucket_url, &config.limits)
+                    .map_err(|e| e.to_string())?;
                 let config = Rc::new((*config).clone());
                 let notices = metadata.subscribe();
                 let shard = Shard::new(id, config, metadata, store, cluster_id, group_senders);

@@ -32,7 +32,9 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_DATA_DIR", default_value = "./weft-data")]
     pub data_dir: PathBuf,
 
-    /// Object store URL: `file://DIR` or `mem://NAME`. Default: `file://<data-dir>/objects`.
+    /// Object store URL: `file://DIR`, `s3://BUCKET?region=R&endpoint=URL&addressing=path|virtual`
+    /// (credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) or
+    /// `mem://NAME`. Default: `file://<data-dir>/objects`.
     #[arg(long, env = "WEFT_BUCKET_URL")]
     pub bucket_url: Option<String>,
 
@@ -44,18 +46,30 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_CORES")]
     pub cores: Option<usize>,
 
+    /// Flush policy preset: `low-latency` (flush as soon as no upload is in flight, else after
+    /// 5 ms) or `cost` (flush after 250 ms or 8 MiB, whichever comes first). The flags below
+    /// override single values of the preset. See `FlushPreset` for what each costs.
+    #[arg(long, env = "WEFT_FLUSH_PRESET", value_enum, default_value_t = FlushPreset::LowLatency)]
+    pub flush_preset: FlushPreset,
+
     /// Longest a produce request waits in the open segment before it is flushed, e.g. `5ms`,
-    /// `250ms`, `1s`. A segment is also flushed at once when no upload is in flight.
-    #[arg(long, env = "WEFT_BATCH_TIMEOUT", default_value = "5ms", value_parser = parse_duration)]
-    pub batch_timeout: Duration,
+    /// `250ms`, `1s`. Default: the preset's (5ms for low-latency, 250ms for cost).
+    #[arg(long, env = "WEFT_BATCH_TIMEOUT", value_parser = parse_duration)]
+    pub batch_timeout: Option<Duration>,
 
-    /// A shard's open segment is flushed once it holds this many bytes.
-    #[arg(long, env = "WEFT_SEGMENT_BYTES_TARGET", default_value_t = 8 * 1024 * 1024)]
-    pub segment_bytes_target: usize,
+    /// A shard's open segment is flushed once it holds this many bytes. Default: the preset's
+    /// (8388608 for both).
+    #[arg(long, env = "WEFT_SEGMENT_BYTES_TARGET")]
+    pub segment_bytes_target: Option<usize>,
 
-    /// Segment uploads a shard may have in flight at once.
-    #[arg(long, env = "WEFT_UPLOADS_INFLIGHT_MAX", default_value_t = 4)]
-    pub uploads_inflight_max: usize,
+    /// Segment uploads a shard may have in flight at once. Default: the preset's (4 for both).
+    #[arg(long, env = "WEFT_UPLOADS_INFLIGHT_MAX")]
+    pub uploads_inflight_max: Option<usize>,
+
+    /// Flush at once when no upload is in flight (`true`/`false`). Default: the preset's
+    /// (true for low-latency, false for cost).
+    #[arg(long, env = "WEFT_FLUSH_WHEN_IDLE", action = clap::ArgAction::Set)]
+    pub flush_when_idle: Option<bool>,
 
     /// Create unknown topics on Metadata and Produce requests.
     #[arg(long, env = "WEFT_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -81,6 +95,58 @@ pub struct AgentArgs {
     /// Bytes of segment data each shard keeps cached for fetches.
     #[arg(long, env = "WEFT_FETCH_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub fetch_cache_bytes: usize,
+}
+
+/// How a shard trades object-store requests for produce latency.
+///
+/// The arithmetic, per shard, with S3 list prices in us-east-1 ($0.005 per 1000 PUTs, $0.0004
+/// per 1000 GETs) and a 30-day month (2,592,000 s): one PUT per second all month costs $12.96,
+/// one GET per second $1.04.
+///
+/// - `LowLatency` (the default): a segment is flushed as soon as no upload is in flight, and
+///   after 5 ms otherwise, with up to 4 uploads in flight. An acknowledgement waits about one
+///   PUT plus one commit. Under steady traffic a shard PUTs up to
+///   `min(1 / 5 ms, 4 / PUT latency)` times a second: 80/s at a 50 ms PUT, $1,036.80 a month;
+///   a lone producer sending one request at a time causes one PUT per request.
+/// - `Cost`: a segment is flushed after 250 ms or once it holds 8 MiB, never because the
+///   uploader is idle. A shard PUTs at most 4 times a second below 32 MiB/s (8 MiB × 4), which
+///   is $51.84 a month, and acknowledgements wait up to 250 ms plus one PUT.
+///
+/// Above the size target both presets PUT `throughput / 8 MiB` times a second. Reads cost
+/// little in comparison: tailing consumers are served from the shard's cache, and a consumer
+/// catching up issues one ranged GET per chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlushPreset {
+    LowLatency,
+    Cost,
+}
+
+/// The flush settings a preset stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushSettings {
+    pub batch_timeout: Duration,
+    pub segment_bytes_target: usize,
+    pub uploads_inflight_max: usize,
+    pub flush_when_idle: bool,
+}
+
+impl FlushPreset {
+    pub fn settings(self) -> FlushSettings {
+        match self {
+            FlushPreset::LowLatency => FlushSettings {
+                batch_timeout: Duration::from_millis(5),
+                segment_bytes_target: 8 * 1024 * 1024,
+                uploads_inflight_max: 4,
+                flush_when_idle: true,
+            },
+            FlushPreset::Cost => FlushSettings {
+                batch_timeout: Duration::from_millis(250),
+                segment_bytes_target: 8 * 1024 * 1024,
+                uploads_inflight_max: 4,
+                flush_when_idle: false,
+            },
+        }
+    }
 }
 
 /// Parses `250ms`, `5s`, `1m` or a bare number of milliseconds.
@@ -125,9 +191,15 @@ pub struct AgentConfig {
 impl AgentConfig {
     pub fn from_args(args: &AgentArgs) -> Result<AgentConfig, String> {
         let mut limits = Limits::production();
-        limits.batch_timeout = args.batch_timeout;
-        limits.segment_bytes_target = args.segment_bytes_target;
-        limits.uploads_inflight_max = args.uploads_inflight_max;
+        let preset = args.flush_preset.settings();
+        limits.batch_timeout = args.batch_timeout.unwrap_or(preset.batch_timeout);
+        limits.segment_bytes_target = args
+            .segment_bytes_target
+            .unwrap_or(preset.segment_bytes_target);
+        limits.uploads_inflight_max = args
+            .uploads_inflight_max
+            .unwrap_or(preset.uploads_inflight_max);
+        limits.flush_when_idle = args.flush_when_idle.unwrap_or(preset.flush_when_idle);
         limits.request_bytes_max = args.request_bytes_max;
         limits.fetch_cache_bytes_max = args.fetch_cache_bytes;
         if limits.uploads_inflight_max == 0 {
@@ -237,6 +309,55 @@ mod tests {
         assert_eq!(parse_duration("7").unwrap(), Duration::from_millis(7));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    fn try_args(flags: &[&str]) -> Result<AgentArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: AgentArgs,
+        }
+        let argv = std::iter::once("weft").chain(flags.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.agent)
+    }
+
+    fn args(flags: &[&str]) -> AgentArgs {
+        try_args(flags).expect("flags parse")
+    }
+
+    #[test]
+    fn low_latency_is_the_default_preset() {
+        let c = AgentConfig::from_args(&args(&[])).unwrap();
+        assert_eq!(c.limits.batch_timeout, Duration::from_millis(5));
+        assert_eq!(c.limits.segment_bytes_target, 8 * 1024 * 1024);
+        assert_eq!(c.limits.uploads_inflight_max, 4);
+        assert!(c.limits.flush_when_idle);
+    }
+
+    #[test]
+    fn cost_preset_waits_and_explicit_flags_override_it() {
+        let c = AgentConfig::from_args(&args(&["--flush-preset", "cost"])).unwrap();
+        assert_eq!(c.limits.batch_timeout, Duration::from_millis(250));
+        assert_eq!(c.limits.segment_bytes_target, 8 * 1024 * 1024);
+        assert!(!c.limits.flush_when_idle);
+        let c = AgentConfig::from_args(&args(&[
+            "--flush-preset",
+            "cost",
+            "--batch-timeout",
+            "50ms",
+            "--segment-bytes-target",
+            "1000",
+            "--uploads-inflight-max",
+            "2",
+            "--flush-when-idle",
+            "true",
+        ]))
+        .unwrap();
+        assert_eq!(c.limits.batch_timeout, Duration::from_millis(50));
+        assert_eq!(c.limits.segment_bytes_target, 1000);
+        assert_eq!(c.limits.uploads_inflight_max, 2);
+        assert!(c.limits.flush_when_idle);
+        assert!(try_args(&["--flush-preset", "cheap"]).is_err());
     }
 
     #[test]

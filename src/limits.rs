@@ -23,6 +23,10 @@ pub struct Limits {
     pub batch_timeout: Duration,
     /// Segment uploads (PUT + commit) a shard may have in flight at once.
     pub uploads_inflight_max: usize,
+    /// Flush the open segment at once when no upload is in flight (group commit), instead of
+    /// waiting for its size target or batch timeout. Trades PUTs for latency; see
+    /// [`crate::config::FlushPreset`].
+    pub flush_when_idle: bool,
     /// Bytes of segment data a shard may buffer (open plus in flight) before produce requests wait.
     pub shard_produce_buffer_bytes_max: usize,
     /// Bytes a shard's fetch cache may hold.
@@ -46,6 +50,85 @@ pub struct Limits {
     pub group_session_timeout_max: Duration,
     /// Forwarded group requests queued per shard.
     pub group_queue_depth: usize,
+    /// Bounds of the S3 client, one set per shard.
+    pub s3: S3Limits,
+}
+
+/// Bounds of the S3 client (`src/object_store/s3/`). Each shard has its own client, so every
+/// count here is per shard.
+#[derive(Clone, Debug)]
+pub struct S3Limits {
+    /// Longest a TCP connect to the endpoint may take.
+    pub connect_timeout: Duration,
+    /// Longest one attempt may take, from asking for a connection to the last body byte.
+    pub attempt_timeout: Duration,
+    /// Attempts per operation, the first included, before the operation fails.
+    pub attempts_max: u32,
+    /// Ceiling of the first retry's backoff; it doubles per attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Largest ceiling any backoff reaches.
+    pub backoff_max: Duration,
+    /// Longest an operation may take over all its attempts and backoffs. Kept below the
+    /// clients' default request timeout (30 s) so that a producer hears a retriable error from
+    /// the agent rather than timing out and resending blind.
+    pub operation_timeout: Duration,
+    /// Connections open to the endpoint at once; further requests wait for one.
+    pub connections_max: usize,
+    /// Idle keep-alive connections kept for reuse.
+    pub idle_connections_max: usize,
+    /// An idle connection is closed instead of reused after this long: servers drop idle
+    /// connections (S3 after about 20 s), and a request sent on a dropped one is wasted.
+    pub idle_connection_lifetime: Duration,
+    /// Largest response head (status line and headers) accepted.
+    pub response_head_bytes_max: usize,
+    /// Largest body of one ListObjectsV2 page (1000 keys take about 300 KiB).
+    pub list_page_bytes_max: u64,
+    /// Most keys one listing returns, over all its pages.
+    pub list_keys_max: usize,
+    /// Largest error body read (an S3 error document is under 1 KiB).
+    pub error_body_bytes_max: u64,
+    /// Largest object or range one GET may return.
+    pub object_bytes_max: u64,
+}
+
+impl S3Limits {
+    pub fn production() -> S3Limits {
+        S3Limits {
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(10),
+            attempts_max: 8,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            operation_timeout: Duration::from_secs(10),
+            connections_max: 64,
+            idle_connections_max: 16,
+            idle_connection_lifetime: Duration::from_secs(4),
+            response_head_bytes_max: 16 * 1024,
+            list_page_bytes_max: 4 * 1024 * 1024,
+            list_keys_max: 1_000_000,
+            error_body_bytes_max: 64 * 1024,
+            object_bytes_max: 512 * 1024 * 1024,
+        }
+    }
+
+    pub fn test() -> S3Limits {
+        S3Limits {
+            connect_timeout: Duration::from_millis(200),
+            attempt_timeout: Duration::from_millis(500),
+            attempts_max: 3,
+            backoff_base: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(20),
+            operation_timeout: Duration::from_secs(2),
+            connections_max: 4,
+            idle_connections_max: 2,
+            idle_connection_lifetime: Duration::from_millis(500),
+            response_head_bytes_max: 4 * 1024,
+            list_page_bytes_max: 64 * 1024,
+            list_keys_max: 1000,
+            error_body_bytes_max: 4 * 1024,
+            object_bytes_max: 1024 * 1024,
+        }
+    }
 }
 
 impl Limits {
@@ -57,6 +140,7 @@ impl Limits {
             segment_bytes_target: 8 * 1024 * 1024,
             batch_timeout: Duration::from_millis(250),
             uploads_inflight_max: 4,
+            flush_when_idle: true,
             shard_produce_buffer_bytes_max: 256 * 1024 * 1024,
             fetch_cache_bytes_max: 256 * 1024 * 1024,
             message_bytes_max_default: 1_048_588,
@@ -69,6 +153,7 @@ impl Limits {
             group_session_timeout_min: Duration::from_secs(6),
             group_session_timeout_max: Duration::from_secs(30 * 60),
             group_queue_depth: 1024,
+            s3: S3Limits::production(),
         }
     }
 
@@ -81,6 +166,7 @@ impl Limits {
             segment_bytes_target: 64 * 1024,
             batch_timeout: Duration::from_millis(5),
             uploads_inflight_max: 2,
+            flush_when_idle: true,
             shard_produce_buffer_bytes_max: 4 * 1024 * 1024,
             fetch_cache_bytes_max: 256 * 1024,
             message_bytes_max_default: 64 * 1024,
@@ -93,6 +179,7 @@ impl Limits {
             group_session_timeout_min: Duration::from_millis(100),
             group_session_timeout_max: Duration::from_secs(60),
             group_queue_depth: 8,
+            s3: S3Limits::test(),
         }
     }
 }

@@ -101,7 +101,7 @@ impl ShardProducer {
                 segment_bytes_target: limits.segment_bytes_target,
                 batch_timeout: limits.batch_timeout,
                 uploads_inflight_max: limits.uploads_inflight_max,
-                flush_when_idle: true,
+                flush_when_idle: limits.flush_when_idle,
             })),
             store,
             metadata,
@@ -159,7 +159,11 @@ impl ShardProducer {
             self.start_upload(sealed);
         }
         let deadline = self.batcher.borrow().deadline();
-        if let Some(deadline) = deadline {
+        // A deadline already past means the flush is held back by `uploads_inflight_max`: the
+        // upload that finishes next pumps again. Arming a timer for it would not only spin:
+        // glommio runs a freshly spawned task inline, so a zero sleep re-enters `pump` on the
+        // same stack until it overflows.
+        if let Some(deadline) = deadline.filter(|d| *d > Instant::now()) {
             if !self.timer_armed.replace(true) {
                 let this = self.clone();
                 glommio::spawn_local(async move {
@@ -325,4 +329,126 @@ fn batch_result(commit: &SegmentCommit, committed: &SegmentCommitted, slot: &Slo
 
 fn storage_error(key: &str, e: ObjectStoreError) -> ProduceError {
     ProduceError::Storage(format!("PUT {key}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+
+    use bytes::Bytes;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::object_store::mem::MemStore;
+
+    /// A bucket whose PUTs wait until the test opens the gate.
+    struct GatedStore {
+        inner: MemStore,
+        open: Cell<bool>,
+        opened: Event,
+        puts_started: Cell<usize>,
+    }
+
+    impl GatedStore {
+        fn open_gate(&self) {
+            self.open.set(true);
+            self.opened.notify(usize::MAX);
+        }
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl ObjectStore for GatedStore {
+        async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError> {
+            self.puts_started.set(self.puts_started.get() + 1);
+            while !self.open.get() {
+                let listener = self.opened.listen();
+                if !self.open.get() {
+                    listener.await;
+                }
+            }
+            self.inner.put(key, body).await
+        }
+        async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, ObjectStoreError> {
+            self.inner.get_range(key, r).await
+        }
+        async fn get(&self, key: &str) -> Result<Bytes, ObjectStoreError> {
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), ObjectStoreError> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn probe(&self) -> Result<(), ObjectStoreError> {
+            Ok(())
+        }
+    }
+
+    fn append() -> Vec<Append> {
+        vec![Append {
+            topic_id: Uuid::new_v4(),
+            partition: 0,
+            batch: Bytes::from_static(b"batch"),
+            offset_count: 1,
+            max_timestamp_ms: 0,
+            producer: None,
+        }]
+    }
+
+    /// Regression: with every upload slot taken and the batch timeout passed, the age timer
+    /// re-armed itself with a zero sleep, which glommio ran inline, recursing until the shard's
+    /// stack overflowed (seen under CPU load, when PUTs are slow).
+    #[test]
+    fn age_timer_does_not_spin_while_uploads_are_at_the_limit() {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async {
+                let mut limits = Limits::test();
+                limits.uploads_inflight_max = 1;
+                limits.batch_timeout = std::time::Duration::from_millis(1);
+                let store = Rc::new(GatedStore {
+                    inner: MemStore::open("produce-gated"),
+                    open: Cell::new(false),
+                    opened: Event::new(),
+                    puts_started: Cell::new(0),
+                });
+                let metadata = crate::metadata::open("sqlite::memory:", 16).expect("metadata");
+                let producer = ShardProducer::new(
+                    0,
+                    &limits,
+                    store.clone(),
+                    metadata,
+                    Rc::new(ChunkCache::new(1024)),
+                );
+                let first = glommio::spawn_local({
+                    let p = producer.clone();
+                    async move { p.append(append()).await }
+                });
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                assert_eq!(
+                    store.puts_started.get(),
+                    1,
+                    "the first segment is uploading"
+                );
+                let second = glommio::spawn_local({
+                    let p = producer.clone();
+                    async move { p.append(append()).await }
+                });
+                // Well past the batch timeout, with the only upload slot still taken.
+                glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+                assert_eq!(store.puts_started.get(), 1, "the second waits for a slot");
+                assert!(
+                    !producer.timer_armed.get(),
+                    "no timer for a deadline already past"
+                );
+                store.open_gate();
+                // Both are answered (the topic is unknown to the metadata store, so the
+                // outcome may be an error; what matters is that the second segment went out).
+                let _ = first.await;
+                let _ = second.await;
+                assert_eq!(store.puts_started.get(), 2);
+            });
+    }
 }

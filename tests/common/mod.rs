@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod proxy;
+pub mod seaweed;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The agent binary: `WEFT_BIN` if set (useful when several worktrees share one target
+/// directory, where the built binary is overwritten by whichever built last), else the one
+/// cargo built for these tests.
+pub fn weft_bin() -> PathBuf {
+    std::env::var_os("WEFT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_weft")))
+}
+
 /// A running agent process.
 pub struct Agent {
     child: Option<Child>,
@@ -26,6 +36,7 @@ pub struct Agent {
     pub http_port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -36,6 +47,11 @@ impl Agent {
     }
 
     pub fn start_with(extra_args: &[&str]) -> Agent {
+        Agent::start_with_env(extra_args, &[])
+    }
+
+    /// Starts an agent with extra flags and environment variables (e.g. S3 credentials).
+    pub fn start_with_env(extra_args: &[&str], env: &[(String, String)]) -> Agent {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut agent = Agent {
             child: None,
@@ -43,6 +59,7 @@ impl Agent {
             http_port: free_port(),
             data_dir: tmp.path().to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
             _tmp: Some(tmp),
         };
         agent.spawn();
@@ -70,10 +87,10 @@ impl Agent {
         let mut cmd = match words.next() {
             Some(program) => {
                 let mut c = Command::new(program);
-                c.args(words).arg(env!("CARGO_BIN_EXE_weft"));
+                c.args(words).arg(weft_bin());
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_weft")),
+            None => Command::new(weft_bin()),
         };
         let child = cmd
             .arg("agent")
@@ -87,6 +104,7 @@ impl Agent {
             .arg("2")
             .args(&self.extra_args)
             .env("WEFT_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(log))
             .spawn()
