@@ -217,6 +217,29 @@ impl TopicCache {
                 return Ok(Some(e.topic.clone()));
             }
         }
+        self.get_fresh(name, auto_create).await
+    }
+
+    /// Like [`TopicCache::get`], but a cached copy that does not have `partition` yet is
+    /// refreshed first: partitions added on another shard or agent are seen at once.
+    pub async fn get_partition(
+        &self,
+        name: &str,
+        partition: i32,
+        auto_create: bool,
+    ) -> Result<Option<Rc<Topic>>, MetadataError> {
+        match self.get(name, auto_create).await? {
+            Some(t) if partition >= t.info.partition_count => self.get_fresh(name, false).await,
+            other => Ok(other),
+        }
+    }
+
+    /// Looks a topic up in the metadata store, bypassing the cache.
+    pub async fn get_fresh(
+        &self,
+        name: &str,
+        auto_create: bool,
+    ) -> Result<Option<Rc<Topic>>, MetadataError> {
         let owned = name.to_string();
         let found = self.metadata.call(move |b| b.topic_by_name(&owned)).await?;
         match found {

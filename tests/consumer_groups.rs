@@ -46,6 +46,9 @@ fn member(agent: &Agent, group: &str, strategy: &str) -> BaseConsumer<CommitOnRe
     cfg.set("bootstrap.servers", agent.bootstrap())
         .set("group.id", group)
         .set("enable.auto.commit", "false")
+        // Offsets are stored by the application once a record is processed, so a commit never
+        // covers a record the application has not seen.
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", strategy)
         .set("session.timeout.ms", "10000")
@@ -79,6 +82,7 @@ fn spawn_member(
                     let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
                     *seen.lock().unwrap().entry(key).or_default() += 1;
                     total.fetch_add(1, Ordering::Relaxed);
+                    c.store_offset_from_message(&m).expect("store offset");
                 }
             }
         }
@@ -135,8 +139,31 @@ fn exactly_once_across_a_rebalance(strategy: &str) {
         total.clone(),
         stops[3].clone(),
     ));
-    wait_until("every record", Duration::from_secs(180), || {
-        total.load(Ordering::Relaxed) >= total_records
+    let progress = total.clone();
+    let keys = seen.clone();
+    wait_until("every record", Duration::from_secs(60), move || {
+        let n = progress.load(Ordering::Relaxed);
+        if n < total_records {
+            let keys = keys.lock().unwrap();
+            // Records went to partition i % 12 in order, so key i sits at offset i / 12.
+            let mut missing: Vec<(usize, usize)> = (0..total_records)
+                .filter(|i| !keys.contains_key(&format!("key-{i}")))
+                .map(|i| (i % 12, i / 12))
+                .collect();
+            missing.sort();
+            let mut ranges: Vec<(usize, usize, usize)> = Vec::new();
+            for (p, o) in missing {
+                match ranges.last_mut() {
+                    Some(r) if r.0 == p && r.2 + 1 == o => r.2 = o,
+                    _ => ranges.push((p, o, o)),
+                }
+            }
+            eprintln!(
+                "delivered {n}, distinct {}, missing (partition, from, to): {ranges:?}",
+                keys.len()
+            );
+        }
+        n >= total_records
     });
     // A moment longer: anything delivered twice would show up now.
     std::thread::sleep(Duration::from_millis(1500));
@@ -186,6 +213,7 @@ fn committed_offsets_survive_an_agent_restart() {
             );
             if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
                 got.insert(String::from_utf8_lossy(m.key().unwrap()).to_string());
+                c.store_offset_from_message(&m).expect("store offset");
             }
         }
         c.commit_consumer_state(CommitMode::Sync).expect("commit");
@@ -210,6 +238,7 @@ fn committed_offsets_survive_an_agent_restart() {
                 "{key} was consumed before the restart"
             );
             assert!(rest.insert(key.clone()), "{key} consumed twice");
+            c.store_offset_from_message(&m).expect("store offset");
         }
     }
     // Committed positions are visible to any client.

@@ -1,5 +1,5 @@
-//! kafkajs, a pure JavaScript client, against a real agent: topic admin, produce with acks=-1
-//! and offsets. Its consumer needs consumer groups, which its own test covers once they exist.
+//! kafkajs, a pure JavaScript client, against a real agent: topic admin, produce with acks=-1,
+//! offsets, and a consumer group that reads everything once and commits.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::process::Command;
 use common::Agent;
 
 #[test]
-fn kafkajs_admin_produce_and_offsets() {
+fn kafkajs_admin_produce_offsets_and_group() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     assert!(
         dir.join("node_modules/kafkajs").is_dir(),

@@ -32,6 +32,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         while let Some(pending) = queue_rx.recv().await {
             match pending.await {
                 Ok(Some(response)) => {
+                    tracing::trace!(%peer, bytes = response.len(), "response");
                     if let Err(e) = writer.write_all(&response).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         break;

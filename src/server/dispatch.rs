@@ -104,6 +104,7 @@ macro_rules! handled_apis {
         pub async fn handle(shard: &Rc<Shard>, req: Request) -> Result<Option<Bytes>, Disconnect> {
             let version = req.version;
             let correlation_id = req.ctx.header.correlation_id;
+            tracing::trace!(shard = shard.id, api = ?req.key, version, correlation_id, peer = %req.ctx.peer, "request");
             match req.body {
                 Body::ApiVersions(body) => {
                     let (resp, answer_version) = handlers::api_versions::handle(body.as_ref(), version);

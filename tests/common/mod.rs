@@ -103,7 +103,10 @@ impl Agent {
             .arg("--cores")
             .arg("2")
             .args(&self.extra_args)
-            .env("WEFT_LOG", "info")
+            .env(
+                "WEFT_LOG",
+                std::env::var("WEFT_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
             .stderr(Stdio::from(log))
@@ -167,6 +170,11 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                eprintln!("---- the agent had already exited: {status} ----");
+            }
+        }
         self.kill9();
         if std::thread::panicking() {
             eprintln!("---- agent log ----\n{}", self.log());

@@ -53,6 +53,35 @@ async function main() {
   const meta = await admin.fetchTopicMetadata({ topics: [topic] });
   check(meta.topics[0].partitions.length === 3, 'three partitions');
 
+  // A consumer group reads every record once and commits its offsets.
+  const total = perPartition.reduce((a, b) => a + b);
+  const consumer = kafka.consumer({ groupId: 'kafkajs-group', sessionTimeout: 10000, heartbeatInterval: 500 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const seen = new Set();
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`group read ${seen.size} of ${total}`)), 60000);
+    consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        const id = `${partition}/${message.offset}`;
+        if (seen.has(id)) reject(new Error(`read ${id} twice`));
+        seen.add(id);
+        if (seen.size === total) {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+    });
+  });
+  await consumer.stop();
+  await consumer.disconnect();
+  const committed = await admin.fetchOffsets({ groupId: 'kafkajs-group', topics: [topic] });
+  for (const p of committed[0].partitions) {
+    check(Number(p.offset) === perPartition[p.partition], `committed ${JSON.stringify(p)}`);
+  }
+  const groups = await admin.listGroups();
+  check(groups.groups.some((g) => g.groupId === 'kafkajs-group'), 'listGroups has the group');
+
   await admin.deleteTopics({ topics: [topic] });
   const after = await admin.listTopics();
   check(!after.includes(topic), 'topic deleted');

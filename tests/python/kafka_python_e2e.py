@@ -208,6 +208,66 @@ def consume(bootstrap, topic, acked):
         )
 
 
+def consume_as_group(bootstrap, topic):
+    """Two members of one consumer group split the partitions, read every record once, and
+    commit; a member that joins afterwards finds nothing left and the commits in place."""
+    group = "kafka-python-group-{}".format(uuid.uuid4().hex[:8])
+
+    def member(name):
+        c = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id=name,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=500,
+            request_timeout_ms=30000,
+        )
+        c.subscribe([topic])
+        return c
+
+    members = [member("py-member-a"), member("py-member-b")]
+    seen = set()
+    deadline = time.monotonic() + CONSUME_DEADLINE_S
+    try:
+        while len(seen) < RECORDS:
+            check(
+                time.monotonic() < deadline,
+                "group read {} of {} records within {} s".format(len(seen), RECORDS, CONSUME_DEADLINE_S),
+            )
+            for c in members:
+                for tp, records in c.poll(timeout_ms=200, max_records=500).items():
+                    for r in records:
+                        key = (tp.partition, r.offset)
+                        check(key not in seen, "record {} read twice by the group".format(key))
+                        seen.add(key)
+                if c.assignment():
+                    c.commit()
+        assignments = [sorted(tp.partition for tp in c.assignment()) for c in members]
+        check(
+            sorted(sum(assignments, [])) == list(range(PARTITIONS)),
+            "partitions split between the members: {}".format(assignments),
+        )
+        for c in members:
+            c.commit()
+    finally:
+        for c in members:
+            c.close()
+
+    late = member("py-member-late")
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = late.end_offsets(parts)
+        for tp in parts:
+            committed = late.committed(tp)
+            check(committed == ends[tp], "committed {} for {}, end {}".format(committed, tp, ends[tp]))
+        extra = late.poll(timeout_ms=3000)
+        check(not any(extra.values()), "a new member re-read committed records: {}".format(extra))
+    finally:
+        late.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the agent")
@@ -226,6 +286,8 @@ def main():
         print("produced {} records, per partition {}".format(len(acked), dict(sorted(counts.items()))))
         consume(args.bootstrap, topic, acked)
         print("consumed and verified {} records".format(RECORDS))
+        consume_as_group(args.bootstrap, topic)
+        print("a consumer group read every record once and committed")
     except CheckFailed as e:
         print("FAILED: {}".format(e), file=sys.stderr)
         return 1

@@ -32,7 +32,7 @@ pub async fn handle(
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let values = match r.resource_type {
-            RESOURCE_TOPIC => match shard.topics.get(&name, false).await {
+            RESOURCE_TOPIC => match shard.topics.get_fresh(&name, false).await {
                 Ok(Some(t)) => Ok(effective_topic_configs(&t.info.configs, &shard.config)),
                 Ok(None) => Err((
                     ResponseError::UnknownTopicOrPartition.code(),

@@ -31,7 +31,16 @@ pub async fn handle(
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
-        let topic = shard.topics.get(t.name.0.as_str(), false).await;
+        let highest = t
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .max()
+            .unwrap_or(0);
+        let topic = shard
+            .topics
+            .get_partition(t.name.0.as_str(), highest, false)
+            .await;
         let mut out = ListOffsetsTopicResponse::default().with_name(t.name.clone());
         for p in t.partitions {
             let mut pr = ListOffsetsPartitionResponse::default()

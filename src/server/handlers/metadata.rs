@@ -76,7 +76,8 @@ async fn by_name(shard: &Rc<Shard>, name: &str, auto_create: bool) -> MetadataRe
     if topic_name::validate(name).is_err() {
         return error(ResponseError::InvalidTopicException);
     }
-    match shard.topics.get(name, auto_create).await {
+    // Always from the store: a client asking for metadata wants what is current.
+    match shard.topics.get_fresh(name, auto_create).await {
         Ok(Some(topic)) => describe(&topic, BrokerId(shard.config.node_id)),
         Ok(None) => error(ResponseError::UnknownTopicOrPartition),
         Err(e) => MetadataResponseTopic::default()

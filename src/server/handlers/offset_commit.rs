@@ -35,7 +35,16 @@ pub async fn handle(
         None
     };
     for t in &req.topics {
-        let known = shard.topics.get(t.name.as_str(), false).await;
+        let highest = t
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .max()
+            .unwrap_or(0);
+        let known = shard
+            .topics
+            .get_partition(t.name.as_str(), highest, false)
+            .await;
         let mut topic = OffsetCommitResponseTopic::default().with_name(t.name.clone());
         for p in &t.partitions {
             let code = match (&known, group_error) {

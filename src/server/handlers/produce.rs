@@ -44,9 +44,15 @@ pub async fn handle(
         } else if topic_name::validate(&name).is_err() {
             Err(ResponseError::InvalidTopicException.code())
         } else {
+            let highest = topic
+                .partition_data
+                .iter()
+                .map(|p| p.index)
+                .max()
+                .unwrap_or(0);
             match shard
                 .topics
-                .get(&name, shard.config.auto_create_topics)
+                .get_partition(&name, highest, shard.config.auto_create_topics)
                 .await
             {
                 Ok(Some(t)) => Ok(t),
