@@ -884,12 +884,12 @@ fn unsupported_api_or_version_closes_only_that_connection() {
             frame_for(ApiKey::ListOffsets as i16, 0, 1, 1, &[0u8; 16]),
         ),
         (
-            "JoinGroup v5",
-            frame_for(ApiKey::JoinGroup as i16, 5, 1, 1, &[0u8; 32]),
+            "DeleteRecords v2 (not served)",
+            frame_for(ApiKey::DeleteRecords as i16, 2, 1, 1, &[0u8; 32]),
         ),
         (
-            "OffsetCommit v8",
-            frame_for(ApiKey::OffsetCommit as i16, 8, 1, 2, &[0u8; 32]),
+            "OffsetCommit v9 (newer than served)",
+            frame_for(ApiKey::OffsetCommit as i16, 9, 1, 2, &[0u8; 32]),
         ),
         (
             "unknown API key 12345",
@@ -922,7 +922,7 @@ fn requests_pipelined_behind_a_bad_one_are_not_executed() {
     let topic = "behind-bad";
     let mut c = Client::connect(&agent);
     create_topic(&mut c, topic, 1, &[]);
-    let mut bytes = frame_for(ApiKey::JoinGroup as i16, 5, 100, 1, &[0u8; 32]);
+    let mut bytes = frame_for(ApiKey::DeleteRecords as i16, 2, 100, 1, &[0u8; 32]);
     bytes.extend(
         c.encode(
             9,
@@ -931,7 +931,7 @@ fn requests_pipelined_behind_a_bad_one_are_not_executed() {
         .1,
     );
     c.write_raw(&bytes).unwrap();
-    c.expect_closed("JoinGroup v5 followed by a Produce");
+    c.expect_closed("DeleteRecords v2 followed by a Produce");
 
     // Whatever the closed connection left behind would land within this long poll.
     let mut other = Client::connect(&agent);

@@ -119,6 +119,17 @@ impl ShardProducer {
 
     /// Appends one request's batches and waits until they are durable and committed.
     pub async fn append(self: &Rc<Self>, appends: Vec<Append>) -> Result<Appended, ProduceError> {
+        let committed = self.enqueue(appends).await?;
+        committed.await.unwrap_or(Err(ProduceError::ShuttingDown))
+    }
+
+    /// Puts one request's batches in the open segment (after waiting for buffer space), and
+    /// returns where the outcome of their commit will arrive. Requests enqueued one after the
+    /// other keep that order in every partition.
+    pub async fn enqueue(
+        self: &Rc<Self>,
+        appends: Vec<Append>,
+    ) -> Result<oneshot::Receiver<Result<Appended, ProduceError>>, ProduceError> {
         let bytes: usize = appends.iter().map(|a| a.batch.len()).sum();
         // Backpressure: wait while the shard holds too much unflushed data. A lone request
         // larger than the whole budget still goes through once the shard is empty.
@@ -141,7 +152,7 @@ impl ShardProducer {
             .borrow_mut()
             .append(Instant::now(), appends, tx);
         self.pump();
-        rx.await.unwrap_or(Err(ProduceError::ShuttingDown))
+        Ok(rx)
     }
 
     /// Starts every flush that is due, and arms the age timer for what remains.

@@ -16,6 +16,7 @@ use glommio::Task;
 
 use crate::protocol::frame::FrameReader;
 use crate::server::dispatch::{self, Disconnect};
+use crate::server::ordering::AppendOrder;
 use crate::shard::Shard;
 
 type Pending = Task<Result<Option<Bytes>, Disconnect>>;
@@ -48,6 +49,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         let _ = writer.close().await;
     });
 
+    let append_order = Rc::new(AppendOrder::default());
     let mut frames = FrameReader::new(shard.config.limits.request_bytes_max);
     'read: loop {
         loop {
@@ -63,6 +65,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             // behind it may run, as with Kafka.
             let (task, last): (Pending, bool) = match dispatch::parse(frame, peer) {
                 Ok(req) => {
+                    if req.key == kafka_protocol::messages::ApiKey::Produce {
+                        *req.ctx.append_turn.borrow_mut() = Some(append_order.ticket());
+                    }
                     let shard = shard.clone();
                     let task =
                         glommio::spawn_local(async move { dispatch::handle(&shard, req).await });

@@ -154,6 +154,8 @@ pub struct RequestContext {
     pub header: RequestHeader,
     /// The client's address, as seen by this agent.
     pub peer: SocketAddr,
+    /// For Produce: this request's place in its connection's append order.
+    pub append_turn: std::cell::RefCell<Option<crate::server::ordering::Ticket>>,
 }
 
 /// A request, decoded.
@@ -180,6 +182,7 @@ pub fn parse(mut frame: Bytes, peer: SocketAddr) -> Result<Request, Disconnect> 
             ctx: RequestContext {
                 header: RequestHeader::default().with_correlation_id(correlation_id),
                 peer,
+                append_turn: Default::default(),
             },
             body: Body::ApiVersions(None),
         });
@@ -196,7 +199,11 @@ pub fn parse(mut frame: Bytes, peer: SocketAddr) -> Result<Request, Disconnect> 
     Ok(Request {
         key,
         version,
-        ctx: RequestContext { header, peer },
+        ctx: RequestContext {
+            header,
+            peer,
+            append_turn: Default::default(),
+        },
         body,
     })
 }

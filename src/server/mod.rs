@@ -7,3 +7,4 @@ pub mod errors;
 pub mod handlers;
 pub mod http;
 pub mod listener;
+pub mod ordering;

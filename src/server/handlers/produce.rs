@@ -25,10 +25,15 @@ fn partition(index: i32, code: ResponseError) -> PartitionProduceResponse {
 
 pub async fn handle(
     shard: &Rc<Shard>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: ProduceRequest,
     version: i16,
 ) -> Result<Option<ProduceResponse>, Disconnect> {
+    // Everything up to the append runs in the connection's arrival order.
+    let turn = ctx.append_turn.borrow_mut().take();
+    if let Some(turn) = &turn {
+        turn.wait().await;
+    }
     let acks = req.acks;
     let mut resp = ProduceResponse::default();
     let valid_acks = matches!(acks, -1..=1);
@@ -121,8 +126,20 @@ pub async fn handle(
         resp.responses.push(out);
     }
 
-    if !appends.is_empty() {
-        match shard.producer.append(appends).await {
+    let outcome = if appends.is_empty() {
+        None
+    } else {
+        Some(shard.producer.enqueue(appends).await)
+    };
+    drop(turn);
+    if let Some(outcome) = outcome {
+        let outcome = match outcome {
+            Ok(committed) => committed
+                .await
+                .unwrap_or(Err(crate::produce::ProduceError::ShuttingDown)),
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(done) => {
                 for (slot, result) in slots.iter().zip(done.batches) {
                     let topic = &mut resp.responses[slot.0];
