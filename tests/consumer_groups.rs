@@ -283,3 +283,74 @@ fn ten_consumers_reach_a_stable_assignment() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn groups_are_listed_described_and_deleted() {
+    use futures::executor::block_on;
+    use rdkafka::admin::AdminOptions;
+    use rdkafka::error::RDKafkaErrorCode;
+
+    let agent = agent();
+    create_topic(&agent, "listed", 2, &[]);
+    let p = producer(&agent, &[("acks", "all")]);
+    produce_all(&p, "listed", &simple_records(10, 2));
+
+    let c = member(&agent, "g-admin", "range");
+    c.subscribe(&["listed"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = 0;
+    while got < 10 {
+        assert!(Instant::now() < deadline, "member read {got} records");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            c.store_offset_from_message(&m).unwrap();
+            got += 1;
+        }
+    }
+    c.commit_consumer_state(CommitMode::Sync).unwrap();
+
+    // ListGroups and DescribeGroups, through the client's group list.
+    let groups = c
+        .fetch_group_list(Some("g-admin"), Duration::from_secs(10))
+        .unwrap();
+    let g = &groups.groups()[0];
+    assert_eq!(g.name(), "g-admin");
+    assert_eq!(g.state(), "Stable");
+    assert_eq!(g.protocol_type(), "consumer");
+    assert_eq!(g.protocol(), "range");
+    assert_eq!(g.members().len(), 1);
+
+    let admin = admin(&agent);
+    let opts = AdminOptions::new();
+    let busy = block_on(admin.delete_groups(&["g-admin"], &opts)).unwrap();
+    assert_eq!(
+        busy[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::NonEmptyGroup
+    );
+
+    drop(c); // leaves the group
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let probe = member(&agent, "g-probe", "range");
+        let state = probe
+            .fetch_group_list(Some("g-admin"), Duration::from_secs(10))
+            .unwrap()
+            .groups()[0]
+            .state()
+            .to_string();
+        if state == "Empty" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group still {state} after its member left"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deleted = block_on(admin.delete_groups(&["g-admin"], &opts)).unwrap();
+    assert!(deleted[0].is_ok(), "{deleted:?}");
+    let again = block_on(admin.delete_groups(&["g-admin"], &opts)).unwrap();
+    assert_eq!(
+        again[0].as_ref().unwrap_err().1,
+        RDKafkaErrorCode::GroupIdNotFound
+    );
+}
