@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::kafka::{create_topic, enqueue};
 use common::seaweed::{credentials_env, test_store, Seaweed};
 use common::Agent;
 use futures::executor::block_on;
@@ -18,8 +19,6 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -37,19 +36,6 @@ fn s3_agent(seaweed: &Seaweed, bucket: &str, extra: &[&str]) -> Agent {
     let mut args = vec!["--bucket-url", url.as_str()];
     args.extend_from_slice(extra);
     Agent::start_with_env(&args, &credentials_env())
-}
-
-fn create_topic(agent: &Agent, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", agent.bootstrap())
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results =
-        block_on(admin.create_topics([&topic], &AdminOptions::new())).expect("create topics");
-    for r in results {
-        r.unwrap_or_else(|e| panic!("create topic {name}: {e:?}"));
-    }
 }
 
 fn producer(agent: &Agent, extra: &[(&str, &str)]) -> FutureProducer {
@@ -70,20 +56,9 @@ type Delivery = Result<(i32, i64), KafkaError>;
 fn send_all(p: &FutureProducer, topic: &str, recs: &[(i32, String)]) -> Vec<Delivery> {
     let mut futures = Vec::with_capacity(recs.len());
     for (partition, value) in recs {
-        loop {
-            let rec: FutureRecord<'_, (), str> =
-                FutureRecord::to(topic).partition(*partition).payload(value);
-            match p.send_result(rec) {
-                Ok(f) => {
-                    futures.push(f);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("send failed: {e}"),
-            }
-        }
+        let rec: FutureRecord<'_, (), str> =
+            FutureRecord::to(topic).partition(*partition).payload(value);
+        futures.push(enqueue(p, rec));
     }
     futures
         .into_iter()
@@ -414,7 +389,7 @@ fn tls_endpoint_round_trip() {
         seaweed.ca_file().display().to_string(),
     ));
     let agent = Agent::start_with_env(&["--bucket-url", &url], &env);
-    create_topic(&agent, "tls", 2);
+    create_topic(&agent, "tls", 2, &[]);
     let sent = records("t", 2000, 2);
     let p = producer(&agent, &[]);
     for d in send_all(&p, "tls", &sent) {
@@ -432,7 +407,7 @@ fn produce_consume_and_restart_on_s3() {
     let seaweed = Seaweed::start();
     seaweed.create_bucket("weft-e2e");
     let mut agent = s3_agent(&seaweed, "weft-e2e", &[]);
-    create_topic(&agent, "on-s3", 4);
+    create_topic(&agent, "on-s3", 4, &[]);
     let sent = records("r", 20_000, 4);
     let p = producer(&agent, &[("batch.num.messages", "2000")]);
     let acked: Vec<(i32, i64)> = send_all(&p, "on-s3", &sent)
@@ -494,7 +469,7 @@ fn presets_trade_latency_for_puts() {
         let bucket = format!("weft-preset-{preset}");
         seaweed.create_bucket(&bucket);
         let agent = s3_agent(&seaweed, &bucket, &["--flush-preset", preset]);
-        create_topic(&agent, "presets", 1);
+        create_topic(&agent, "presets", 1, &[]);
         // One record per request, many requests in flight: a flush whenever the uploader is
         // idle makes many small segments, waiting for 250 ms makes few.
         let p = producer(&agent, &[("linger.ms", "0"), ("batch.num.messages", "1")]);
@@ -545,7 +520,7 @@ fn store_outage_gives_retriable_errors_and_loses_nothing_acknowledged() {
     let mut seaweed = Seaweed::start();
     seaweed.create_bucket("weft-outage");
     let agent = s3_agent(&seaweed, "weft-outage", &[]);
-    create_topic(&agent, "outage", 2);
+    create_topic(&agent, "outage", 2, &[]);
     // No client retries, so every error the agent returns reaches the test.
     let p = producer(&agent, &[("retries", "0"), ("request.timeout.ms", "60000")]);
     let mut acked: BTreeSet<String> = BTreeSet::new();
@@ -682,7 +657,7 @@ fn corrupted_segment_is_detected_and_never_served() {
     let seaweed = Seaweed::start();
     seaweed.create_bucket("weft-corrupt");
     let mut agent = s3_agent(&seaweed, "weft-corrupt", &[]);
-    create_topic(&agent, "corrupt", 2);
+    create_topic(&agent, "corrupt", 2, &[]);
     let p = producer(&agent, &[]);
     let first = records("first", 50, 1);
     for d in send_all(&p, "corrupt", &first) {

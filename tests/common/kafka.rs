@@ -8,8 +8,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::Agent;
@@ -64,6 +65,25 @@ pub struct Rec {
     pub timestamp: Option<i64>,
 }
 
+/// Queues a record, waiting while the client's local queue is full; any other refusal fails
+/// the test.
+pub fn enqueue<K, P>(p: &FutureProducer, mut rec: FutureRecord<'_, K, P>) -> DeliveryFuture
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match p.send_result(rec) {
+            Ok(f) => return f,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => panic!("send failed: {e}"),
+        }
+    }
+}
+
 /// Sends every record, returning the (partition, offset) each was acknowledged with. Retries
 /// when the client's local queue is full.
 pub fn produce_all(p: &FutureProducer, topic: &str, recs: &[Rec]) -> Vec<(i32, i64)> {
@@ -76,30 +96,19 @@ pub fn produce_all(p: &FutureProducer, topic: &str, recs: &[Rec]) -> Vec<(i32, i
                 value: v.as_deref(),
             });
         }
-        loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-                .partition(r.partition)
-                .headers(headers.clone());
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
-            }
-            if let Some(ts) = r.timestamp {
-                rec = rec.timestamp(ts);
-            }
-            match p.send_result(rec) {
-                Ok(f) => {
-                    futures.push(f);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("send failed: {e}"),
-            }
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition(r.partition)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
         }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if let Some(ts) = r.timestamp {
+            rec = rec.timestamp(ts);
+        }
+        futures.push(enqueue(p, rec));
     }
     futures
         .into_iter()
