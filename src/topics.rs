@@ -220,14 +220,16 @@ impl TopicCache {
         self.get_fresh(name, auto_create).await
     }
 
-    /// Like [`TopicCache::get`], but a cached copy that does not have `partition` yet is
-    /// refreshed first: partitions added on another shard or agent are seen at once.
-    pub async fn get_partition(
+    /// Like [`TopicCache::get`], but a cached copy that does not have every one of
+    /// `partitions` yet is refreshed first: partitions added on another shard or agent are seen
+    /// at once.
+    pub async fn get_partitions(
         &self,
         name: &str,
-        partition: i32,
+        partitions: impl IntoIterator<Item = i32>,
         auto_create: bool,
     ) -> Result<Option<Rc<Topic>>, MetadataError> {
+        let partition = partitions.into_iter().max().unwrap_or(0);
         match self.get(name, auto_create).await? {
             Some(t) if partition >= t.info.partition_count => self.get_fresh(name, false).await,
             other => Ok(other),

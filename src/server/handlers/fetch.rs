@@ -52,8 +52,8 @@ pub async fn handle(
         let mut out = FetchableTopicResponse::default()
             .with_topic(t.topic.clone())
             .with_topic_id(t.topic_id);
-        let highest = t.partitions.iter().map(|p| p.partition).max().unwrap_or(0);
-        let topic = shard.topics.get_partition(name, highest, false).await;
+        let indexes = t.partitions.iter().map(|p| p.partition);
+        let topic = shard.topics.get_partitions(name, indexes, false).await;
         for p in &t.partitions {
             let mut pd = PartitionData::default()
                 .with_partition_index(p.partition)

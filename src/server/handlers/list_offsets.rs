@@ -31,15 +31,10 @@ pub async fn handle(
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
-        let highest = t
-            .partitions
-            .iter()
-            .map(|p| p.partition_index)
-            .max()
-            .unwrap_or(0);
+        let wanted = t.partitions.iter().map(|p| p.partition_index);
         let topic = shard
             .topics
-            .get_partition(t.name.0.as_str(), highest, false)
+            .get_partitions(t.name.0.as_str(), wanted, false)
             .await;
         let mut out = ListOffsetsTopicResponse::default().with_name(t.name.clone());
         for p in t.partitions {

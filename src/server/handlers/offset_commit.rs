@@ -35,15 +35,10 @@ pub async fn handle(
         None
     };
     for t in &req.topics {
-        let highest = t
-            .partitions
-            .iter()
-            .map(|p| p.partition_index)
-            .max()
-            .unwrap_or(0);
+        let wanted = t.partitions.iter().map(|p| p.partition_index);
         let known = shard
             .topics
-            .get_partition(t.name.as_str(), highest, false)
+            .get_partitions(t.name.as_str(), wanted, false)
             .await;
         let mut topic = OffsetCommitResponseTopic::default().with_name(t.name.clone());
         for p in &t.partitions {

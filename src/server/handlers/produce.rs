@@ -49,15 +49,10 @@ pub async fn handle(
         } else if topic_name::validate(&name).is_err() {
             Err(ResponseError::InvalidTopicException.code())
         } else {
-            let highest = topic
-                .partition_data
-                .iter()
-                .map(|p| p.index)
-                .max()
-                .unwrap_or(0);
+            let wanted = topic.partition_data.iter().map(|p| p.index);
             match shard
                 .topics
-                .get_partition(&name, highest, shard.config.auto_create_topics)
+                .get_partitions(&name, wanted, shard.config.auto_create_topics)
                 .await
             {
                 Ok(Some(t)) => Ok(t),
