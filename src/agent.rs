@@ -13,6 +13,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::AgentConfig;
 use crate::metadata::{self, MetadataError};
+use crate::metrics;
 use crate::object_store;
 use crate::server::listener::{self, Connections};
 use crate::shard::Shard;
@@ -84,7 +85,7 @@ pub fn start(
     let limits = &config.limits;
     object_store::check(&config.bucket_url)?;
     let metadata = metadata::open(&config.metadata_url, limits.metadata_queue_depth)?;
-    let cluster_id = futures::executor::block_on(metadata.call(|b| b.cluster_id()))?;
+    let cluster_id = futures::executor::block_on(metadata.call("cluster_id", |b| b.cluster_id()))?;
 
     // Bind every shard's socket up front, so a taken port fails start-up with a clear error.
     let sockets = (0..config.cores)
@@ -105,6 +106,11 @@ pub fn start(
         .map(|_| flume::bounded::<crate::groups::GroupCall>(config.limits.group_queue_depth))
         .unzip();
     let mut group_receivers = group_receivers.into_iter();
+    // Shard 0 serves /metrics and asks every shard for its counters over these.
+    let (scrape_senders, scrape_receivers): (Vec<_>, Vec<_>) = (0..config.cores)
+        .map(|_| flume::bounded::<metrics::ScrapeCall>(4))
+        .unzip();
+    let mut scrape_receivers = scrape_receivers.into_iter();
 
     let config = Arc::new(config);
     let mut senders = Vec::new();
@@ -117,6 +123,14 @@ pub fn start(
         let cluster_id = cluster_id.clone();
         let group_senders = group_senders.clone();
         let group_calls = group_receivers.next().expect("one receiver per shard");
+        let scrape = Scrape {
+            calls: scrape_receivers.next().expect("one receiver per shard"),
+            shards: if id == 0 {
+                scrape_senders.clone()
+            } else {
+                Vec::new()
+            },
+        };
         let placement = if pin_shards {
             Placement::Fixed(id)
         } else {
@@ -131,7 +145,7 @@ pub fn start(
                 let notices = metadata.subscribe();
                 let shard = Shard::new(id, config, metadata, store, cluster_id, group_senders);
                 shard.groups.local.start(group_calls);
-                serve_shard(shard, socket, notices, stop_rx).await;
+                serve_shard(shard, socket, notices, stop_rx, scrape).await;
                 Ok::<(), String>(())
             })
             .map_err(|e| AgentError::Shard {
@@ -171,11 +185,20 @@ pub fn start(
     Ok((stop, wait))
 }
 
+/// A shard's part in metrics scrapes.
+struct Scrape {
+    /// Scrapes asking this shard for its snapshot.
+    calls: flume::Receiver<metrics::ScrapeCall>,
+    /// On shard 0, which serves HTTP: every shard's call queue, its own included.
+    shards: Vec<flume::Sender<metrics::ScrapeCall>>,
+}
+
 async fn serve_shard(
     shard: Rc<Shard>,
     socket: socket2::Socket,
     notices: flume::Receiver<crate::metadata::CommitNotice>,
     stop_rx: flume::Receiver<()>,
+    scrape: Scrape,
 ) {
     let s = shard.clone();
     glommio::spawn_local(async move {
@@ -191,13 +214,20 @@ async fn serve_shard(
         s.watermarks.wake_all();
     })
     .detach();
+    let connections = Rc::new(Connections::default());
+    let (s, conns) = (shard.clone(), connections.clone());
+    glommio::spawn_local(async move {
+        while let Ok(reply) = scrape.calls.recv_async().await {
+            let _ = reply.send(snapshot(&s, &conns));
+        }
+    })
+    .detach();
     if shard.id == 0 {
         let s = shard.clone();
         let addr = s.config.http_addr;
-        glommio::spawn_local(crate::server::http::run(s, addr)).detach();
+        glommio::spawn_local(crate::server::http::run(s, addr, scrape.shards)).detach();
     }
 
-    let connections = Rc::new(Connections::default());
     listener::run(shard.clone(), socket, connections.clone()).await;
 
     // Stopping: connections answer what they have queued, then open segments are flushed.
@@ -214,6 +244,24 @@ async fn serve_shard(
             shard = shard.id,
             "uploads still in flight after the drain period"
         );
+    }
+}
+
+/// This shard's counters and levels, for a scrape.
+fn snapshot(shard: &Shard, connections: &Connections) -> metrics::ShardSnapshot {
+    let (uploads_inflight, buffered) = shard.producer.levels();
+    let (cache_bytes, cache_hits, cache_misses) = shard.cache.stats();
+    metrics::ShardSnapshot {
+        shard: shard.id,
+        counters: metrics::local_counters(),
+        gauges: metrics::Gauges {
+            connections_open: connections.open() as u64,
+            uploads_inflight: uploads_inflight as u64,
+            produce_buffered_bytes: buffered as u64,
+            cache_bytes: cache_bytes as u64,
+            cache_hits,
+            cache_misses,
+        },
     }
 }
 

@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod groups;
 pub mod limits;
 pub mod metadata;
+pub mod metrics;
 pub mod object_store;
 pub mod produce;
 pub mod protocol;

@@ -243,7 +243,10 @@ impl TopicCache {
         auto_create: bool,
     ) -> Result<Option<Rc<Topic>>, MetadataError> {
         let owned = name.to_string();
-        let found = self.metadata.call(move |b| b.topic_by_name(&owned)).await?;
+        let found = self
+            .metadata
+            .call("topic_by_name", move |b| b.topic_by_name(&owned))
+            .await?;
         match found {
             Some(info) => Ok(Some(self.remember(info))),
             None if auto_create && crate::protocol::topic_name::validate(name).is_ok() => {
@@ -262,14 +265,14 @@ impl TopicCache {
         let partitions = self.config.default_partitions;
         let created = self
             .metadata
-            .call(
-                move |b| match b.create_topic(&owned, partitions, &BTreeMap::new()) {
+            .call("create_topic", move |b| {
+                match b.create_topic(&owned, partitions, &BTreeMap::new()) {
                     Err(MetadataError::TopicExists(_)) => b
                         .topic_by_name(&owned)?
                         .ok_or(MetadataError::UnknownTopicOrPartition),
                     other => other,
-                },
-            )
+                }
+            })
             .await?;
         tracing::info!(topic = name, partitions, "auto-created topic");
         Ok(self.remember(created))
@@ -277,7 +280,10 @@ impl TopicCache {
 
     /// Looks a topic up by id (Metadata and DeleteTopics by id).
     pub async fn get_by_id(&self, id: Uuid) -> Result<Option<Rc<Topic>>, MetadataError> {
-        let found = self.metadata.call(move |b| b.topic_by_id(id)).await?;
+        let found = self
+            .metadata
+            .call("topic_by_id", move |b| b.topic_by_id(id))
+            .await?;
         Ok(found.map(|info| self.remember(info)))
     }
 

@@ -202,7 +202,10 @@ impl Coordinator {
             return;
         }
         let id = group_id.to_string();
-        let stored = self.metadata.call(move |b| b.load_group(&id)).await;
+        let stored = self
+            .metadata
+            .call("load_group", move |b| b.load_group(&id))
+            .await;
         let now = Instant::now();
         let (group, known) = match stored {
             Ok(Some(s)) => match persist::decode(&s.state) {
@@ -261,7 +264,10 @@ impl Coordinator {
         let group_id = group.id.clone();
         // Stores are queued in order on the metadata thread, so the last state wins.
         glommio::spawn_local(async move {
-            if let Err(e) = metadata.call(move |b| b.save_group(&stored)).await {
+            if let Err(e) = metadata
+                .call("save_group", move |b| b.save_group(&stored))
+                .await
+            {
                 tracing::warn!(group = group_id, error = %e, "storing group state failed");
             }
         })
@@ -375,7 +381,7 @@ impl Coordinator {
                 let id = group_id.to_string();
                 match self
                     .metadata
-                    .call(move |b| b.commit_offsets(&id, &offsets))
+                    .call("commit_offsets", move |b| b.commit_offsets(&id, &offsets))
                     .await
                 {
                     Ok(()) => GroupReply::Code(0),
@@ -406,7 +412,11 @@ impl Coordinator {
                     }
                 }
                 let id = group_id.to_string();
-                match self.metadata.call(move |b| b.delete_group(&id)).await {
+                match self
+                    .metadata
+                    .call("delete_group", move |b| b.delete_group(&id))
+                    .await
+                {
                     Ok(existed) => {
                         let mut groups = self.groups.borrow_mut();
                         let was_known = groups.remove(group_id).is_some_and(|e| e.known);
@@ -441,7 +451,7 @@ impl Coordinator {
                 let id = group_id.to_string();
                 match self
                     .metadata
-                    .call(move |b| b.delete_offsets(&id, &deletable))
+                    .call("delete_offsets", move |b| b.delete_offsets(&id, &deletable))
                     .await
                 {
                     Ok(()) => GroupReply::Codes(codes),

@@ -47,12 +47,13 @@ impl MetadataClient {
         }
     }
 
-    /// Runs `f` on the metadata thread and returns its result.
+    /// Runs `f` on the metadata thread and returns its result. `op` names the operation in the
+    /// calling shard's metrics, which time it from here, queueing included.
     ///
     /// Dropping the future after the job was queued does not cancel the job; its result is then
     /// discarded. A panic in `f` is contained to this call, which fails with
     /// [`MetadataError::Backend`].
-    pub async fn call<R, F>(&self, f: F) -> Result<R, MetadataError>
+    pub async fn call<R, F>(&self, op: &'static str, f: F) -> Result<R, MetadataError>
     where
         F: FnOnce(&mut dyn MetadataBackend) -> Result<R, MetadataError> + Send + 'static,
         R: Send + 'static,
@@ -70,8 +71,18 @@ impl MetadataClient {
             // The caller may have stopped waiting; nobody is left to tell.
             let _ = reply.send(result);
         });
-        self.jobs.send_async(job).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let started = std::time::Instant::now();
+        let result = match self.jobs.send_async(job).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            Err(_) => Err(stopped()),
+        };
+        // Answers such as "topic exists" are not failures of the store.
+        let failed = matches!(
+            result,
+            Err(MetadataError::Unavailable(_) | MetadataError::Backend(_))
+        );
+        crate::metrics::metadata_op(op, started.elapsed(), !failed);
+        result
     }
 
     /// Commits a segment (see [`MetadataBackend::commit_segment`]) and then tells every
@@ -81,7 +92,7 @@ impl MetadataClient {
         segment: SegmentCommit,
     ) -> Result<SegmentCommitted, MetadataError> {
         let subscribers = Arc::clone(&self.subscribers);
-        self.call(move |backend| {
+        self.call("commit_segment", move |backend| {
             let committed = backend.commit_segment(&segment)?;
             notify(&subscribers, &segment, &committed);
             Ok(committed)
@@ -186,14 +197,14 @@ mod tests {
     #[test]
     fn call_runs_on_the_metadata_thread() {
         let c = client();
-        let (topic, thread) = block_on(c.call(|b| {
+        let (topic, thread) = block_on(c.call("test", |b| {
             let topic = b.create_topic("t", 2, &BTreeMap::new())?;
             Ok((topic, std::thread::current().name().map(str::to_string)))
         }))
         .expect("call");
         assert_eq!(thread.as_deref(), Some("weft-metadata"));
         assert_eq!(topic.partition_count, 2);
-        let err = block_on(c.call(|b| b.create_topic("t", 1, &BTreeMap::new())));
+        let err = block_on(c.call("create_topic", |b| b.create_topic("t", 1, &BTreeMap::new())));
         assert_eq!(err, Err(MetadataError::TopicExists("t".to_string())));
     }
 
@@ -203,10 +214,10 @@ mod tests {
         let early = c.subscribe();
         let dropped = c.subscribe();
         drop(dropped);
-        let t = block_on(c.call(|b| b.create_topic("t", 2, &BTreeMap::new())))
+        let t = block_on(c.call("create_topic", |b| b.create_topic("t", 2, &BTreeMap::new())))
             .expect("create")
             .id;
-        let gone = block_on(c.call(|b| {
+        let gone = block_on(c.call("test", |b| {
             let id = b.create_topic("gone", 1, &BTreeMap::new())?.id;
             b.delete_topic("gone")?;
             Ok(id)
@@ -270,7 +281,7 @@ mod tests {
     fn failed_commit_sends_no_notice() {
         let c = client();
         let notices = c.subscribe();
-        let t = block_on(c.call(|b| b.create_topic("t", 1, &BTreeMap::new())))
+        let t = block_on(c.call("create_topic", |b| b.create_topic("t", 1, &BTreeMap::new())))
             .expect("create")
             .id;
         let result = block_on(c.commit_segment(segment("s1", vec![chunk(t, 0, 0)])));
@@ -284,12 +295,12 @@ mod tests {
     #[test]
     fn panicking_job_does_not_kill_the_thread() {
         let c = client();
-        let result: Result<(), _> = block_on(c.call(|_| panic!("job bug")));
+        let result: Result<(), _> = block_on(c.call("test", |_| panic!("job bug")));
         assert!(
             matches!(result, Err(MetadataError::Backend(_))),
             "{result:?}"
         );
-        let topics = block_on(c.call(|b| b.list_topics())).expect("still serving");
+        let topics = block_on(c.call("list_topics", |b| b.list_topics())).expect("still serving");
         assert!(topics.is_empty());
     }
 
@@ -301,7 +312,7 @@ mod tests {
             jobs,
             subscribers: Arc::default(),
         };
-        let result = block_on(c.call(|b| b.list_topics()));
+        let result = block_on(c.call("list_topics", |b| b.list_topics()));
         assert!(
             matches!(result, Err(MetadataError::Unavailable(_))),
             "{result:?}"
@@ -313,7 +324,7 @@ mod tests {
         let c = client();
         let (tx, rx) = std::sync::mpsc::channel();
         // A thread-local of the metadata thread is dropped only when that thread exits.
-        block_on(c.call(move |_| {
+        block_on(c.call("test", move |_| {
             struct Guard(std::sync::mpsc::Sender<()>);
             impl Drop for Guard {
                 fn drop(&mut self) {
@@ -341,7 +352,7 @@ mod tests {
     fn backpressure_with_a_small_queue() {
         let backend = SqliteBackend::open_in_memory().expect("in-memory database");
         let c = MetadataClient::start(Box::new(backend), 1);
-        let t = block_on(c.call(|b| b.create_topic("t", 1, &BTreeMap::new())))
+        let t = block_on(c.call("create_topic", |b| b.create_topic("t", 1, &BTreeMap::new())))
             .expect("create")
             .id;
         let commits = (0..20).map(|i| {
@@ -363,7 +374,7 @@ mod tests {
     #[test]
     fn open_urls() {
         let c = open("sqlite::memory:", 2).expect("memory");
-        assert!(block_on(c.call(|b| b.list_topics()))
+        assert!(block_on(c.call("list_topics", |b| b.list_topics()))
             .expect("list")
             .is_empty());
 
@@ -371,10 +382,11 @@ mod tests {
         let path = dir.path().join("sub").join("meta.db");
         let url = format!("sqlite://{}", path.display());
         let c = open(&url, 2).expect("file");
-        block_on(c.call(|b| b.create_topic("t", 1, &BTreeMap::new()))).expect("create");
+        block_on(c.call("create_topic", |b| b.create_topic("t", 1, &BTreeMap::new())))
+            .expect("create");
         drop(c);
         let c = open(&url, 2).expect("reopen");
-        assert!(block_on(c.call(|b| b.topic_by_name("t")))
+        assert!(block_on(c.call("topic_by_name", |b| b.topic_by_name("t")))
             .expect("lookup")
             .is_some());
 

@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod mem;
+mod metered;
 pub mod s3;
 
 use std::ops::Range;
@@ -100,14 +101,16 @@ pub fn check(url: &str) -> Result<(), ObjectStoreError> {
     }
 }
 
-/// Opens a store from a bucket URL. Must be called on the shard that will use it.
+/// Opens a store from a bucket URL, counting every operation in the shard's metrics. Must be
+/// called on the shard that will use it.
 pub fn open_with(url: &str, limits: &Limits) -> Result<Rc<dyn ObjectStore>, ObjectStoreError> {
+    use metered::Metered;
     if url.starts_with("s3://") {
-        Ok(Rc::new(s3::S3Store::open(url, &limits.s3)?))
+        Ok(Rc::new(Metered(s3::S3Store::open(url, &limits.s3)?)))
     } else if let Some(dir) = url.strip_prefix("file://") {
-        Ok(Rc::new(file::FileStore::open(dir)?))
+        Ok(Rc::new(Metered(file::FileStore::open(dir)?)))
     } else if let Some(name) = url.strip_prefix("mem://") {
-        Ok(Rc::new(mem::MemStore::open(name)))
+        Ok(Rc::new(Metered(mem::MemStore::open(name))))
     } else {
         Err(ObjectStoreError::InvalidUrl(
             url.to_string(),

@@ -56,6 +56,24 @@ pub enum FlushReason {
     Shutdown,
 }
 
+impl FlushReason {
+    pub const ALL: [FlushReason; 4] = [
+        FlushReason::Size,
+        FlushReason::Age,
+        FlushReason::Idle,
+        FlushReason::Shutdown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushReason::Size => "size",
+            FlushReason::Age => "age",
+            FlushReason::Idle => "idle",
+            FlushReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Flush policy, from the limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {

@@ -117,6 +117,11 @@ impl ShardProducer {
         })
     }
 
+    /// (uploads in flight, bytes buffered), for metrics.
+    pub fn levels(&self) -> (usize, usize) {
+        (self.uploads_inflight.get(), self.buffered_bytes.get())
+    }
+
     /// Appends one request's batches and waits until they are durable and committed.
     pub async fn append(self: &Rc<Self>, appends: Vec<Append>) -> Result<Appended, ProduceError> {
         let committed = self.enqueue(appends).await?;
@@ -192,6 +197,11 @@ impl ShardProducer {
         let seq = self.next_seal_seq.get();
         self.next_seal_seq.set(seq + 1);
         self.uploads_inflight.set(self.uploads_inflight.get() + 1);
+        crate::metrics::record(|m| {
+            m.flushes[sealed.reason as usize] += 1;
+            m.flush_bytes.observe(sealed.bytes as f64);
+            m.flush_age.observe_duration(sealed.age);
+        });
         tracing::trace!(
             shard = self.shard_id,
             seq,

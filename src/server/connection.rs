@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +15,7 @@ use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::Task;
 
+use crate::metrics::{self, Rejection};
 use crate::protocol::frame::FrameReader;
 use crate::server::dispatch::{self, Disconnect};
 use crate::server::ordering::AppendOrder;
@@ -38,6 +40,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         break;
                     }
+                    metrics::record(|m| m.bytes_sent += response.len() as u64);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -58,6 +61,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "bad frame; closing connection");
+                    metrics::rejected(Rejection::BadFrame);
                     break 'read;
                 }
             };
@@ -69,11 +73,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                         *req.ctx.append_turn.borrow_mut() = Some(append_order.ticket());
                     }
                     let shard = shard.clone();
-                    let task =
-                        glommio::spawn_local(async move { dispatch::handle(&shard, req).await });
+                    let task = glommio::spawn_local(async move {
+                        let (key, started) = (req.key, Instant::now());
+                        let result = dispatch::handle(&shard, req).await;
+                        metrics::request_done(key, started.elapsed(), result.is_ok());
+                        result
+                    });
                     (task, false)
                 }
-                Err(e) => (glommio::spawn_local(async move { Err(e) }), true),
+                Err(e) => {
+                    metrics::rejected(e.rejection());
+                    (glommio::spawn_local(async move { Err(e) }), true)
+                }
             };
             if queue_tx.send(task).await.is_err() || last {
                 break 'read;
@@ -83,13 +94,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             Ok(s) => s,
             Err(e) => {
                 tracing::info!(%peer, error = %e, "bad frame; closing connection");
+                metrics::rejected(Rejection::BadFrame);
                 break;
             }
         };
         let space_len = space.len();
         match shard.shutdown.or_stop(reader.read(space)).await {
             Some(Ok(0)) => break,
-            Some(Ok(n)) => frames.filled(space_len, n),
+            Some(Ok(n)) => {
+                frames.filled(space_len, n);
+                metrics::record(|m| m.bytes_received += n as u64);
+            }
             Some(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "read failed; closing");
                 break;

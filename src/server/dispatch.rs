@@ -76,6 +76,21 @@ pub enum Disconnect {
     UnacknowledgedProduceFailed(i16),
 }
 
+impl Disconnect {
+    /// How a request that never ran is counted; a failed acks=0 Produce did run, and is
+    /// counted with its API instead.
+    pub fn rejection(&self) -> crate::metrics::Rejection {
+        use crate::metrics::Rejection;
+        match self {
+            Disconnect::UnknownApi(_) => Rejection::UnknownApi,
+            Disconnect::UnsupportedVersion { .. } => Rejection::UnsupportedVersion,
+            Disconnect::Malformed(_) | Disconnect::UnacknowledgedProduceFailed(_) => {
+                Rejection::Malformed
+            }
+        }
+    }
+}
+
 /// Declares, once, every API the agent decodes and the handler module that answers it.
 macro_rules! handled_apis {
     ($($key:ident => $module:ident : $request:ty),* $(,)?) => {

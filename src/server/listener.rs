@@ -68,8 +68,10 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, connections: Rc<Connections>)
         if connections.open() >= max {
             tracing::warn!(shard = shard.id, %peer, max, "connection limit reached; closing new connection");
             drop(stream);
+            crate::metrics::record(|m| m.connections_refused += 1);
             continue;
         }
+        crate::metrics::record(|m| m.connections_accepted += 1);
         connections.open.set(connections.open.get() + 1);
         let shard = shard.clone();
         let conns = connections.clone();

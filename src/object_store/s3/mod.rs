@@ -119,6 +119,22 @@ struct Op<'a> {
     limits: BodyLimits,
 }
 
+impl Op<'_> {
+    /// The store operation this request serves, as metrics label it.
+    fn store_op(&self) -> Option<crate::metrics::StoreOp> {
+        use crate::metrics::StoreOp;
+        Some(match self.name {
+            "PUT" => StoreOp::Put,
+            "GET" if self.range.is_some() => StoreOp::GetRange,
+            "GET" => StoreOp::Get,
+            "DELETE" => StoreOp::Delete,
+            "ListObjectsV2" => StoreOp::List,
+            "HeadBucket" => StoreOp::Probe,
+            _ => return None,
+        })
+    }
+}
+
 /// Reads credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary
 /// credentials, `AWS_SESSION_TOKEN`.
 pub fn credentials_from_env() -> Result<Credentials, String> {
@@ -341,6 +357,9 @@ impl S3Store {
                 return Err(Failure::Final(e));
             }
             attempts += 1;
+            if let Some(kind) = op.store_op() {
+                crate::metrics::store_retry(kind);
+            }
             let random = self.rng.borrow_mut().u64(..);
             match self.retry.next_delay(attempts, started.elapsed(), random) {
                 None => return Err(Failure::Exhausted { attempts, last: e }),

@@ -38,7 +38,7 @@ pub async fn handle(
         let validate_only = req.validate_only;
         let outcome = shard
             .metadata
-            .call(move |b| {
+            .call("create_partitions", move |b| {
                 if validate_only {
                     let topic = b
                         .topic_by_name(&owned)?

@@ -107,7 +107,11 @@ pub async fn handle(
 
         let info = if req.validate_only {
             let owned = name.clone();
-            match shard.metadata.call(move |b| b.topic_by_name(&owned)).await {
+            match shard
+                .metadata
+                .call("topic_by_name", move |b| b.topic_by_name(&owned))
+                .await
+            {
                 Ok(Some(_)) => Err(crate::metadata::MetadataError::TopicExists(name.clone())),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
@@ -117,7 +121,9 @@ pub async fn handle(
             let cfg = configs.clone();
             shard
                 .metadata
-                .call(move |b| b.create_topic(&owned, partitions, &cfg))
+                .call("create_topic", move |b| {
+                    b.create_topic(&owned, partitions, &cfg)
+                })
                 .await
                 .map(Some)
         };

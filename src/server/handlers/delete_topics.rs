@@ -53,7 +53,11 @@ pub async fn handle(
         let name = name.expect("resolved above");
         result.name = Some(topic_name(&name));
         let owned = name.clone();
-        match shard.metadata.call(move |b| b.delete_topic(&owned)).await {
+        match shard
+            .metadata
+            .call("delete_topic", move |b| b.delete_topic(&owned))
+            .await
+        {
             Ok(info) => {
                 result.topic_id = info.id;
                 tracing::info!(topic = name, "deleted topic");

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use futures::future::{select, Either};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::fetch::{assemble, read_chunk};
 use crate::metadata::{FetchChunks, MetadataError};
+use crate::metrics;
 use crate::server::dispatch::RequestContext;
 use crate::server::errors::metadata_error_code;
 use crate::shard::Shard;
@@ -36,6 +37,17 @@ pub async fn handle(
     req: FetchRequest,
     version: i16,
 ) -> FetchResponse {
+    let resp = answer(shard, req, version).await;
+    for p in resp.responses.iter().flat_map(|t| &t.partitions) {
+        metrics::error_code(ApiKey::Fetch, p.error_code);
+        let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
+        metrics::record(|m| m.fetch_bytes += bytes);
+    }
+    metrics::error_code(ApiKey::Fetch, resp.error_code);
+    resp
+}
+
+async fn answer(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
     let mut resp = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
         // Sessions are never created (we answer session id 0), so any id is unknown.
@@ -102,7 +114,7 @@ pub async fn handle(
             .collect();
         let plans = shard
             .metadata
-            .call(move |b| {
+            .call("fetch_chunks", move |b| {
                 Ok(plan_in
                     .into_iter()
                     .map(|(id, p, off, budget)| {
@@ -197,6 +209,8 @@ pub async fn handle(
             return resp;
         }
         // Long-poll: sleep until a commit moves one of our partitions, or the deadline.
+        metrics::record(|m| m.long_poll_waits += 1);
+        let mut slept = false;
         loop {
             let listener = shard.watermarks.listen();
             let moved = wanted.iter().zip(&seen_hw).any(|(w, hw)| {
@@ -206,16 +220,22 @@ pub async fn handle(
                     .is_some_and(|known| known > *hw)
             });
             if moved || shard.shutdown.is_triggered() {
+                if slept {
+                    metrics::record(|m| m.long_poll_wakeups += 1);
+                }
                 break;
             }
             let now = Instant::now();
             if now >= deadline {
+                metrics::record(|m| m.long_poll_timeouts += 1);
                 return resp;
             }
             let timer = glommio::timer::sleep(deadline - now);
             if let Either::Right(_) = select(pin!(listener), pin!(timer)).await {
+                metrics::record(|m| m.long_poll_timeouts += 1);
                 return resp;
             }
+            slept = true;
         }
     }
 }

@@ -26,7 +26,11 @@ pub async fn handle(
         resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return resp;
     }
-    match shard.metadata.call(|b| b.allocate_producer_id()).await {
+    match shard
+        .metadata
+        .call("allocate_producer_id", |b| b.allocate_producer_id())
+        .await
+    {
         Ok(id) => {
             resp.producer_id = ProducerId(id);
             resp.producer_epoch = 0;

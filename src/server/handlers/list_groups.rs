@@ -22,7 +22,11 @@ pub async fn handle(
     _version: i16,
 ) -> ListGroupsResponse {
     let mut resp = ListGroupsResponse::default();
-    let stored = match shard.metadata.call(|b| b.list_groups()).await {
+    let stored = match shard
+        .metadata
+        .call("list_groups", |b| b.list_groups())
+        .await
+    {
         Ok(g) => g,
         Err(e) => {
             resp.error_code = metadata_error_code(&e);

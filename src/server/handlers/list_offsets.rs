@@ -79,7 +79,9 @@ async fn lookup(
         LATEST | EARLIEST => {
             let offsets = shard
                 .metadata
-                .call(move |b| b.partition_offsets(topic_id, partition))
+                .call("partition_offsets", move |b| {
+                    b.partition_offsets(topic_id, partition)
+                })
                 .await
                 .map_err(code)?;
             let offset = if timestamp == LATEST {
@@ -92,7 +94,9 @@ async fn lookup(
         MAX_TIMESTAMP => {
             let chunk = shard
                 .metadata
-                .call(move |b| b.chunk_with_max_timestamp(topic_id, partition))
+                .call("chunk_with_max_timestamp", move |b| {
+                    b.chunk_with_max_timestamp(topic_id, partition)
+                })
                 .await
                 .map_err(code)?;
             match chunk {
@@ -108,7 +112,9 @@ async fn lookup(
         ts if ts >= 0 => {
             let chunk = shard
                 .metadata
-                .call(move |b| b.chunk_for_timestamp(topic_id, partition, ts))
+                .call("chunk_for_timestamp", move |b| {
+                    b.chunk_for_timestamp(topic_id, partition, ts)
+                })
                 .await
                 .map_err(code)?;
             match chunk {

@@ -42,7 +42,11 @@ pub async fn handle(
     let auto_create = config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
 
     match wanted {
-        None => match shard.metadata.call(|b| b.list_topics()).await {
+        None => match shard
+            .metadata
+            .call("list_topics", |b| b.list_topics())
+            .await
+        {
             Ok(all) => {
                 for info in all {
                     let topic = shard.topics.refresh(info);

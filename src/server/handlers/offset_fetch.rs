@@ -118,7 +118,9 @@ async fn fetch(
     let query = wanted.clone();
     let committed: Vec<CommittedOffset> = shard
         .metadata
-        .call(move |b| b.fetch_offsets(&id, query.as_deref()))
+        .call("fetch_offsets", move |b| {
+            b.fetch_offsets(&id, query.as_deref())
+        })
         .await
         .map_err(|e| metadata_error_code(&e))?;
     let row = |c: &CommittedOffset| {

@@ -6,9 +6,10 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
+use crate::metrics;
 use crate::produce::{Append, BatchResult, ProducerFields};
 use crate::protocol::{record_batch, topic_name};
 use crate::server::dispatch::Disconnect;
@@ -97,6 +98,7 @@ pub async fn handle(
                 ));
                 continue;
             }
+            metrics::record(|m| m.produce_bytes += records.len() as u64);
             if records.len() > topic_meta.message_bytes_max {
                 out.partition_responses
                     .push(partition(p.index, ResponseError::MessageTooLarge));
@@ -167,6 +169,9 @@ pub async fn handle(
                 }
             }
         }
+    }
+    for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+        metrics::error_code(ApiKey::Produce, p.error_code);
     }
     if acks != 0 {
         return Ok(Some(resp));
