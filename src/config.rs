@@ -7,6 +7,33 @@ use std::time::Duration;
 
 use crate::limits::Limits;
 
+/// Environment variables that agents of other Kafka-on-object-storage platforms use, read as
+/// their weft equivalents so an existing deployment's environment carries over. A `WEFT_…`
+/// variable that is set wins.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("WARPSTREAM_BUCKET_URL", "WEFT_BUCKET_URL"),
+    (
+        "WARPSTREAM_DISCOVERY_KAFKA_HOSTNAME_OVERRIDE",
+        "WEFT_ADVERTISE_HOST",
+    ),
+    (
+        "WARPSTREAM_DISCOVERY_KAFKA_PORT_OVERRIDE",
+        "WEFT_ADVERTISE_PORT",
+    ),
+];
+
+/// Copies each alias in [`ENV_ALIASES`] to its `WEFT_…` name when that is unset. Call before
+/// parsing flags and before any thread starts (it changes the process environment).
+pub fn apply_env_aliases() {
+    for (alias, name) in ENV_ALIASES {
+        if std::env::var_os(name).is_none() {
+            if let Some(v) = std::env::var_os(alias) {
+                std::env::set_var(name, v);
+            }
+        }
+    }
+}
+
 /// Flags of `weft agent`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
@@ -24,7 +51,8 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_ADVERTISE_PORT")]
     pub advertise_port: Option<u16>,
 
-    /// Address of the HTTP server for health checks (`/healthz`, `/readyz`).
+    /// Address of the HTTP server: health checks (`/healthz`, `/readyz`) and Prometheus
+    /// metrics (`/metrics`).
     #[arg(long, env = "WEFT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 

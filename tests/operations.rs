@@ -150,9 +150,16 @@ fn health_readiness_and_metrics_report_what_the_agent_did() {
     // Each chunk read is a cache hit, or a miss that became one ranged GET: which one depends
     // on whether the consumer landed on the shard that uploaded.
     let misses = total(&s, "weft_cache_misses_total", &[]);
-    assert!(total(&s, "weft_cache_hits_total", &[]) + misses >= 1.0, "{text}");
+    assert!(
+        total(&s, "weft_cache_hits_total", &[]) + misses >= 1.0,
+        "{text}"
+    );
     assert_eq!(
-        total(&s, "weft_object_store_requests_total", &["op=\"get_range\""]),
+        total(
+            &s,
+            "weft_object_store_requests_total",
+            &["op=\"get_range\""]
+        ),
         misses
     );
     at_least("weft_cache_bytes", &[], 1.0);

@@ -34,18 +34,19 @@ pub async fn run(shard: Rc<Shard>, addr: SocketAddr, shards: Vec<flume::Sender<S
             return;
         }
     };
+    // Serves until the shard's executor ends, drain included: while the agent stops,
+    // `/readyz` answers 503 rather than refusing connections, and `/metrics` still answers.
     loop {
-        match shard.shutdown.or_stop(listener.accept()).await {
-            Some(Ok(stream)) => {
+        match listener.accept().await {
+            Ok(stream) => {
                 let (shard, shards) = (shard.clone(), shards.clone());
                 glommio::spawn_local(async move { serve(shard, shards, started, stream).await })
                     .detach();
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "HTTP accept failed");
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
-            None => return,
         }
     }
 }
@@ -121,6 +122,10 @@ async fn scrape(shard: &Shard, shards: &Shards, started: f64) -> String {
 }
 
 async fn readiness(shard: &Shard) -> (u16, String) {
+    // Checked first: a stopping agent must drop out of rotation at once.
+    if shard.shutdown.is_triggered() {
+        return (503, "shutting down\n".to_string());
+    }
     if let Err(e) = shard.store.probe().await {
         return (503, format!("object store unreachable: {e}\n"));
     }
@@ -130,9 +135,6 @@ async fn readiness(shard: &Shard) -> (u16, String) {
         .await
     {
         return (503, format!("metadata store unreachable: {e}\n"));
-    }
-    if shard.shutdown.is_triggered() {
-        return (503, "shutting down\n".to_string());
     }
     (200, "ready\n".to_string())
 }
