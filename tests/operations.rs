@@ -60,7 +60,7 @@ fn total(s: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
 
 #[test]
 fn health_readiness_and_metrics_report_what_the_agent_did() {
-    let agent = Agent::start();
+    let agent = Agent::start_with(&["--log-format", "json"]);
     let (status, _, body) = http_get(&agent, "/healthz");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, _, body) = http_get(&agent, "/readyz");
@@ -167,6 +167,17 @@ fn health_readiness_and_metrics_report_what_the_agent_did() {
     assert_eq!(total(&s, "weft_uploads_in_flight", &[]), 0.0);
     at_least("process_cpu_seconds_total", &[], 0.0001);
     at_least("process_resident_memory_bytes", &[], 1e6);
+    // Structured logs: one JSON object per line.
+    let log = agent.log();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("weft agent ready"))
+        .expect("ready line");
+    assert!(
+        ready.starts_with("{\"timestamp\":") && ready.ends_with('}'),
+        "{ready}"
+    );
+    assert!(ready.contains("\"level\":\"INFO\""), "{ready}");
     // Labels stay bounded: nothing per partition, topic or client.
     for key in s.keys() {
         for banned in ["partition=", "topic=", "client"] {
