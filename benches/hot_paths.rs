@@ -5,13 +5,21 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kafka_protocol::messages::ApiKey;
+use std::net::SocketAddr;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use uuid::Uuid;
 use weft::fetch::assemble;
+use weft::protocol::client_id;
 use weft::protocol::frame::FrameReader;
+use weft::protocol::metadata_writer::{self, Broker, MetadataAnswer, TopicAnswer};
 use weft::protocol::record_batch::{build, validate_produce_batch};
 use weft::protocol::request_shape;
 use weft::segment::{self, ChunkInput};
+use weft::server::dispatch::{self, Body};
 
 fn batch_of(bytes: usize) -> Bytes {
     // 100-byte values: about `bytes` in all.
@@ -128,12 +136,155 @@ fn request_walk(c: &mut Criterion) {
     });
 }
 
+/// A whole Produce request as it arrives: header and body decoded, every batch validated.
+fn produce_request_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("produce_request_parse");
+    for size in [1024usize, 64 * 1024] {
+        let batch = batch_of(size);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(3)
+                    .with_records(Some(batch.clone()))])]);
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(9)
+            .with_correlation_id(1)
+            .with_client_id(Some(StrBytes::from_static_str("bench-producer")));
+        let mut frame = BytesMut::new();
+        header.encode(&mut frame, 2).expect("header");
+        req.encode(&mut frame, 9).expect("body");
+        let frame = frame.freeze();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        g.throughput(Throughput::Bytes(frame.len() as u64));
+        g.bench_function(format!("{size}B"), |b| {
+            b.iter(|| {
+                let req = dispatch::parse(black_box(frame.clone()), peer).expect("parses");
+                let Body::Produce(body) = req.body else {
+                    unreachable!()
+                };
+                for t in &body.topic_data {
+                    for p in &t.partition_data {
+                        validate_produce_batch(p.records.as_ref().expect("records"))
+                            .expect("valid");
+                    }
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A Fetch answer of 16 partitions with 64 KiB of records each, framed by the codec.
+fn fetch_response_build(c: &mut Criterion) {
+    let records = {
+        let mut chunk = BytesMut::new();
+        for _ in 0..4 {
+            chunk.extend_from_slice(&batch_of(16 * 1024));
+        }
+        chunk.freeze()
+    };
+    let mut g = c.benchmark_group("fetch_response_build");
+    g.throughput(Throughput::Bytes(16 * records.len() as u64));
+    g.bench_function("16x64KiB_v12", |b| {
+        b.iter(|| {
+            let partitions = (0..16)
+                .map(|p| {
+                    PartitionData::default()
+                        .with_partition_index(p)
+                        .with_high_watermark(1_000)
+                        .with_last_stable_offset(1_000)
+                        .with_records(Some(records.clone()))
+                })
+                .collect();
+            let resp =
+                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partitions(partitions)]);
+            dispatch::encode(ApiKey::Fetch, 12, 12, 1, black_box(&resp)).expect("encodes")
+        })
+    });
+    g.finish();
+}
+
+/// The Metadata answer of 3 agents and one 100-partition topic, written by hand into a reused
+/// buffer: answers per second is the figure (target: 1 M/s per core, with no allocation,
+/// which `tests/zero_alloc.rs` checks).
+fn metadata_encode(c: &mut Criterion) {
+    let brokers = [
+        Broker {
+            node_id: 0,
+            host: "agent-0.zone-a.internal",
+            port: 9092,
+            rack: Some("zone-a"),
+        },
+        Broker {
+            node_id: 1,
+            host: "agent-1.zone-b.internal",
+            port: 9092,
+            rack: Some("zone-b"),
+        },
+        Broker {
+            node_id: 2,
+            host: "agent-2.zone-c.internal",
+            port: 9092,
+            rack: Some("zone-c"),
+        },
+    ];
+    let topics = [TopicAnswer {
+        error_code: 0,
+        name: Some("orders"),
+        topic_id: Uuid::from_u128(42),
+        partitions: 100,
+    }];
+    let mut g = c.benchmark_group("metadata_encode");
+    g.throughput(Throughput::Elements(1));
+    for version in [1i16, 12] {
+        let answer = MetadataAnswer {
+            correlation_id: 1,
+            version,
+            brokers: &brokers,
+            cluster_id: Some("cluster"),
+            controller_id: 0,
+            leaders: &[0, 1, 2],
+            topics: &topics,
+        };
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        g.bench_function(format!("3_agents_100_partitions_v{version}"), |b| {
+            b.iter(|| {
+                out.clear();
+                metadata_writer::write(&mut out, black_box(&answer));
+            })
+        });
+    }
+    g.finish();
+}
+
+fn client_id_parse(c: &mut Criterion) {
+    let ids = [
+        "rdkafka",
+        "payments-7,ws_az=us-east-1a;ws_host_override=lb.internal,warpstream_interzone_lb=true",
+    ];
+    let mut g = c.benchmark_group("client_id_parse");
+    for (name, id) in ["plain", "all_hints"].into_iter().zip(ids) {
+        g.bench_function(name, |b| b.iter(|| client_id::parse(black_box(id))));
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     produce_validation,
+    produce_request_parse,
     frame_split,
     segments,
     fetch_assembly,
-    request_walk
+    fetch_response_build,
+    request_walk,
+    metadata_encode,
+    client_id_parse
 );
 criterion_main!(benches);

@@ -27,6 +27,9 @@ pub struct Shard {
     pub cluster_id: String,
     pub groups: crate::groups::GroupRouter,
     pub shutdown: Shutdown,
+    /// Where hand-written answers are encoded; each answer is split off it, so its memory is
+    /// reused once earlier answers have been written and dropped.
+    pub answer_buf: std::cell::RefCell<bytes::BytesMut>,
 }
 
 /// The shard's stop signal: set once, awaited by the accept loop and every connection.
@@ -106,6 +109,7 @@ impl Shard {
             watermarks: Watermarks::default(),
             cluster_id,
             shutdown: Shutdown::default(),
+            answer_buf: Default::default(),
         })
     }
 }

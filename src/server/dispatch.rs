@@ -99,6 +99,7 @@ macro_rules! handled_apis {
             /// `None` for an unsupported version, which is answered in v0.
             ApiVersions(Option<kafka_protocol::messages::ApiVersionsRequest>),
             Produce(kafka_protocol::messages::ProduceRequest),
+            Metadata(kafka_protocol::messages::MetadataRequest),
             $($key($request),)*
         }
 
@@ -110,6 +111,7 @@ macro_rules! handled_apis {
             Ok(match key {
                 ApiKey::ApiVersions => Body::ApiVersions(Some(body(key, version, frame)?)),
                 ApiKey::Produce => Body::Produce(body(key, version, frame)?),
+                ApiKey::Metadata => Body::Metadata(body(key, version, frame)?),
                 $(ApiKey::$key => Body::$key(body(key, version, frame)?),)*
                 other => return Err(Disconnect::UnsupportedVersion { key: other, version }),
             })
@@ -132,6 +134,10 @@ macro_rules! handled_apis {
                         None => Ok(None),
                     }
                 }
+                // Written by hand, framed already.
+                Body::Metadata(body) => {
+                    Ok(Some(handlers::metadata::handle(shard, &req.ctx, body, version).await))
+                }
                 $(Body::$key(body) => {
                     let resp = handlers::$module::handle(shard, &req.ctx, body, version).await;
                     Ok(Some(encode(req.key, version, version, correlation_id, &resp)?))
@@ -144,7 +150,6 @@ macro_rules! handled_apis {
 handled_apis! {
     Fetch => fetch: kafka_protocol::messages::FetchRequest,
     ListOffsets => list_offsets: kafka_protocol::messages::ListOffsetsRequest,
-    Metadata => metadata: kafka_protocol::messages::MetadataRequest,
     CreateTopics => create_topics: kafka_protocol::messages::CreateTopicsRequest,
     DeleteTopics => delete_topics: kafka_protocol::messages::DeleteTopicsRequest,
     DescribeConfigs => describe_configs: kafka_protocol::messages::DescribeConfigsRequest,

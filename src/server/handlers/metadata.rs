@@ -1,38 +1,39 @@
 //! Metadata (key 3), v0–v12. With one agent, every partition is led by this agent. Unknown
-//! topics are created when both the client and the agent allow it.
+//! topics are created when both the client and the agent allow it. The answer is written by
+//! `protocol::metadata_writer`, without the generic codec.
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use bytes::Bytes;
+use kafka_protocol::messages::MetadataRequest;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::{str_bytes, topic_name};
+use crate::protocol::metadata_writer::{self, Broker, MetadataAnswer, TopicAnswer};
 use crate::protocol::topic_name;
 use crate::server::dispatch::RequestContext;
 use crate::server::errors::metadata_error_code;
 use crate::shard::Shard;
 use crate::topics::Topic;
 
+/// One requested topic, found or not.
+enum Found {
+    Topic(Rc<Topic>),
+    Error {
+        code: i16,
+        name: Option<String>,
+        id: Uuid,
+    },
+}
+
+/// Answers with the framed response.
 pub async fn handle(
     shard: &Rc<Shard>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: MetadataRequest,
     version: i16,
-) -> MetadataResponse {
+) -> Bytes {
     let config = &shard.config;
-    let node = BrokerId(config.node_id);
-    let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(str_bytes(&config.advertise_host))
-            .with_port(i32::from(config.advertise_port))])
-        .with_cluster_id(Some(str_bytes(&shard.cluster_id)))
-        .with_controller_id(node);
-
     // v0 has no null topic list: an empty one means every topic.
     let wanted = match req.topics {
         None => None,
@@ -41,80 +42,98 @@ pub async fn handle(
     };
     let auto_create = config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
 
+    let mut found = Vec::new();
     match wanted {
         None => match shard
             .metadata
             .call("list_topics", |b| b.list_topics())
             .await
         {
-            Ok(all) => {
-                for info in all {
-                    let topic = shard.topics.refresh(info);
-                    resp.topics.push(describe(&topic, node));
-                }
-            }
+            Ok(all) => found.extend(
+                all.into_iter()
+                    .map(|i| Found::Topic(shard.topics.refresh(i))),
+            ),
             Err(e) => {
+                // Metadata v0–v12 has no top-level error: answer with no topics, so the
+                // client keeps its view and asks again.
                 tracing::warn!(error = %e, "listing topics failed");
-                resp.error_code = metadata_error_code(&e);
             }
         },
         Some(list) => {
             for t in list {
-                let entry = match (&t.name, t.topic_id) {
+                found.push(match (&t.name, t.topic_id) {
                     (Some(name), _) => by_name(shard, name.0.as_str(), auto_create).await,
                     (None, id) => by_id(shard, id).await,
-                };
-                resp.topics.push(entry);
+                });
             }
         }
     }
-    resp
+
+    let topics: Vec<TopicAnswer> = found
+        .iter()
+        .map(|f| match f {
+            Found::Topic(t) => TopicAnswer {
+                error_code: 0,
+                name: Some(&t.info.name),
+                topic_id: t.info.id,
+                partitions: t.info.partition_count,
+            },
+            Found::Error { code, name, id } => TopicAnswer {
+                error_code: *code,
+                name: name.as_deref(),
+                topic_id: *id,
+                partitions: 0,
+            },
+        })
+        .collect();
+    let brokers = [Broker {
+        node_id: config.node_id,
+        host: &config.advertise_host,
+        port: i32::from(config.advertise_port),
+        rack: None,
+    }];
+    let mut out = shard.answer_buf.borrow_mut();
+    metadata_writer::write(
+        &mut out,
+        &MetadataAnswer {
+            correlation_id: ctx.header.correlation_id,
+            version,
+            brokers: &brokers,
+            cluster_id: Some(&shard.cluster_id),
+            controller_id: config.node_id,
+            leaders: &[config.node_id],
+            topics: &topics,
+        },
+    );
+    out.split().freeze()
 }
 
-async fn by_name(shard: &Rc<Shard>, name: &str, auto_create: bool) -> MetadataResponseTopic {
-    let error = |code: ResponseError| {
-        MetadataResponseTopic::default()
-            .with_name(Some(topic_name(name)))
-            .with_error_code(code.code())
+async fn by_name(shard: &Rc<Shard>, name: &str, auto_create: bool) -> Found {
+    let error = |code: i16| Found::Error {
+        code,
+        name: Some(name.to_string()),
+        id: Uuid::nil(),
     };
     if topic_name::validate(name).is_err() {
-        return error(ResponseError::InvalidTopicException);
+        return error(ResponseError::InvalidTopicException.code());
     }
     // Always from the store: a client asking for metadata wants what is current.
     match shard.topics.get_fresh(name, auto_create).await {
-        Ok(Some(topic)) => describe(&topic, BrokerId(shard.config.node_id)),
-        Ok(None) => error(ResponseError::UnknownTopicOrPartition),
-        Err(e) => MetadataResponseTopic::default()
-            .with_name(Some(topic_name(name)))
-            .with_error_code(metadata_error_code(&e)),
+        Ok(Some(topic)) => Found::Topic(topic),
+        Ok(None) => error(ResponseError::UnknownTopicOrPartition.code()),
+        Err(e) => error(metadata_error_code(&e)),
     }
 }
 
-async fn by_id(shard: &Rc<Shard>, id: Uuid) -> MetadataResponseTopic {
+async fn by_id(shard: &Rc<Shard>, id: Uuid) -> Found {
+    let error = |code: i16| Found::Error {
+        code,
+        name: None,
+        id,
+    };
     match shard.topics.get_by_id(id).await {
-        Ok(Some(topic)) => describe(&topic, BrokerId(shard.config.node_id)),
-        Ok(None) => MetadataResponseTopic::default()
-            .with_topic_id(id)
-            .with_error_code(ResponseError::UnknownTopicId.code()),
-        Err(e) => MetadataResponseTopic::default()
-            .with_topic_id(id)
-            .with_error_code(metadata_error_code(&e)),
+        Ok(Some(topic)) => Found::Topic(topic),
+        Ok(None) => error(ResponseError::UnknownTopicId.code()),
+        Err(e) => error(metadata_error_code(&e)),
     }
-}
-
-fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
-    let partitions = (0..topic.info.partition_count)
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-        })
-        .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(topic_name(&topic.info.name)))
-        .with_topic_id(topic.info.id)
-        .with_partitions(partitions)
 }
