@@ -103,7 +103,7 @@ perf report -i "$run_dir/perf.data" --no-children --sort symbol -g none --stdio 
   echo "# Flamegraph of weft under scenario (b)"
   echo
   echo "- made by: \`perf/flamegraph.sh\` (SECONDS_TO_RECORD=$secs FREQ=$freq CALL_GRAPH=$call_graph EVENT=$EVENT)"
-  echo "- weft commit: $(git rev-parse HEAD)"
+  echo "- weft source at commit $(git log -1 --format=%H -- src Cargo.toml Cargo.lock) (repository HEAD $(git rev-parse HEAD))"
   echo "- machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), $(nproc) CPUs; \`$(uname -a)\`"
   echo "- perf: $(perf --version); perf_event_paranoid=$paranoid"
   echo "- record command: \`$perf_cmd\` (PID = the weft agent)"

@@ -430,6 +430,18 @@ def lat_stats(vals):
             "mean_ms": statistics.fmean(s) if s else None}
 
 
+def after_ack_stats(e2e_path, produce_path, skip):
+    """End-to-end minus produce latency, record by record: how long after the producer's
+    acknowledgement the consumer had the record. Both files list one partition's records in
+    offset order; when their counts differ (the consumer missed the first ones) nothing is
+    computed."""
+    e2e = read_latencies_ms(e2e_path, 0)
+    prod = read_latencies_ms(produce_path, 0)
+    if not e2e or len(e2e) != len(prod):
+        return None
+    return lat_stats([a - b for a, b in zip(e2e, prod)][skip:])
+
+
 class Sampler:
     """Counters around one measured phase: object-store requests, CPU of agent and store."""
 
@@ -578,6 +590,7 @@ def scenario_c(ctx, broker, rep):
     skip = CFG["warmup_seconds"] * CFG["rate"]
     res = lat_stats(read_latencies_ms(clat, skip))
     res["produce"] = lat_stats(read_latencies_ms(plat, skip))
+    res["after_ack"] = after_ack_stats(clat, plat, skip)
     res.update(sent=n, delivered=delivered,
                counters=Sampler.delta(before, after, 2 * delivered * CFG["msg_size"] / 1e9))
     return res
@@ -660,13 +673,16 @@ def versions():
     rdk = first([RDKPERF], env=rdk_env())
     m = re.search(r"librdkafka version (\S+)", rdk)
     weed = first([WEED_BIN, "version"]).splitlines()
-    git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    git = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", "src",
+                          "Cargo.toml", "Cargo.lock"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src",
                             "Cargo.toml", "Cargo.lock"], capture_output=True,
                            text=True).stdout.strip()
     return {
         "weft_commit": git + (" (with uncommitted changes under src/)" if dirty else ""),
+        "repo_head": head,
         "weft_binary": WEFT_BIN,
         "weft_version": first([WEFT_BIN, "--version"]),
         "tansu": first([TANSU_BIN, "--version"]),
@@ -745,6 +761,18 @@ def main():
                     ctx.store.object_count(b.bucket)
             except Exception as e:
                 results["errors"].append(f"listing {b.bucket}: {e}")
+        # Client connections still open to each broker (there should be none), and how long
+        # each broker takes to stop: a graceful stop waits for open connections to drain.
+        for b in brokers + extra:
+            out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{b.port} )"],
+                                 capture_output=True, text=True).stdout
+            results.setdefault("client_connections_at_end", {})[b.name] = \
+                len(out.strip().splitlines())
+        for b in brokers + extra:
+            t = time.time()
+            stop(b.proc, grace=30)
+            results.setdefault("stop_seconds", {})[b.name] = round(time.time() - t, 1)
+            log(f"stopped {b.name} in {time.time() - t:.1f}s, exit {b.proc.returncode}")
     finally:
         results["commands"] = ctx.commands
         results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")

