@@ -111,6 +111,11 @@ pub fn start(
         .map(|_| flume::bounded::<metrics::ScrapeCall>(4))
         .unzip();
     let mut scrape_receivers = scrape_receivers.into_iter();
+    // Each shard offers the chunks it uploads to every other shard's cache.
+    let (fill_senders, fill_receivers): (Vec<_>, Vec<_>) = (0..config.cores)
+        .map(|_| flume::bounded::<crate::fetch::cache::Fill>(config.limits.cache_fill_queue_depth))
+        .unzip();
+    let mut fill_receivers = fill_receivers.into_iter();
 
     let config = Arc::new(config);
     let mut senders = Vec::new();
@@ -123,6 +128,13 @@ pub fn start(
         let cluster_id = cluster_id.clone();
         let group_senders = group_senders.clone();
         let group_calls = group_receivers.next().expect("one receiver per shard");
+        let fills = fill_receivers.next().expect("one receiver per shard");
+        let cache_peers: Vec<_> = fill_senders
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != id)
+            .map(|(_, tx)| tx.clone())
+            .collect();
         let scrape = Scrape {
             calls: scrape_receivers.next().expect("one receiver per shard"),
             shards: if id == 0 {
@@ -143,8 +155,23 @@ pub fn start(
                     .map_err(|e| e.to_string())?;
                 let config = Rc::new((*config).clone());
                 let notices = metadata.subscribe();
-                let shard = Shard::new(id, config, metadata, store, cluster_id, group_senders);
+                let shard = Shard::new(
+                    id,
+                    config,
+                    metadata,
+                    store,
+                    cluster_id,
+                    group_senders,
+                    cache_peers,
+                );
                 shard.groups.local.start(group_calls);
+                let cache = shard.cache.clone();
+                glommio::spawn_local(async move {
+                    while let Ok(fill) = fills.recv_async().await {
+                        cache.apply(fill);
+                    }
+                })
+                .detach();
                 serve_shard(shard, socket, notices, stop_rx, scrape).await;
                 Ok::<(), String>(())
             })

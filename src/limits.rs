@@ -49,6 +49,9 @@ pub struct Limits {
     pub group_session_timeout_min: Duration,
     pub group_session_timeout_max: Duration,
     /// Forwarded group requests queued per shard.
+    /// Uploaded segments a shard may have waiting to enter another shard's cache; beyond it
+    /// the offer is dropped and that shard's fetches read from the store.
+    pub cache_fill_queue_depth: usize,
     pub group_queue_depth: usize,
     /// Bounds of the S3 client, one set per shard.
     pub s3: S3Limits,
@@ -153,6 +156,7 @@ impl Limits {
             group_session_timeout_min: Duration::from_secs(6),
             group_session_timeout_max: Duration::from_secs(30 * 60),
             group_queue_depth: 1024,
+            cache_fill_queue_depth: 256,
             s3: S3Limits::production(),
         }
     }
@@ -179,6 +183,7 @@ impl Limits {
             group_session_timeout_min: Duration::from_millis(100),
             group_session_timeout_max: Duration::from_secs(60),
             group_queue_depth: 8,
+            cache_fill_queue_depth: 8,
             s3: S3Limits::test(),
         }
     }

@@ -80,8 +80,12 @@ impl Shard {
         store: Rc<dyn ObjectStore>,
         cluster_id: String,
         group_senders: Vec<flume::Sender<crate::groups::GroupCall>>,
+        cache_peers: Vec<flume::Sender<crate::fetch::cache::Fill>>,
     ) -> Rc<Shard> {
-        let cache = Rc::new(ChunkCache::new(config.limits.fetch_cache_bytes_max));
+        let cache = Rc::new(ChunkCache::with_peers(
+            config.limits.fetch_cache_bytes_max,
+            cache_peers,
+        ));
         let producer = ShardProducer::new(
             id,
             &config.limits,

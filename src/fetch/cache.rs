@@ -1,7 +1,10 @@
 //! A shard's byte-bounded LRU cache of chunks, keyed by object key and byte position.
 //!
-//! Filled by the produce path with what the shard just uploaded, and by fetches after a
-//! verified read. Owned by one shard; no locks.
+//! Filled with what any shard just uploaded (the uploading shard offers each segment's chunks
+//! to the others over bounded channels, so a consumer tailing from another core reads from
+//! memory, not with a GET), and by fetches after a verified read. Owned by one shard; no
+//! locks. The chunks themselves are immutable `Bytes` slices of the uploaded segment, so the
+//! shards share the memory without copying it.
 
 use std::cell::RefCell;
 
@@ -10,6 +13,14 @@ use lru::LruCache;
 
 pub struct ChunkCache {
     inner: RefCell<Inner>,
+    /// The other shards' fill queues.
+    peers: Vec<flume::Sender<Fill>>,
+}
+
+/// The chunks of a segment another shard just uploaded: (byte position, bytes) each.
+pub struct Fill {
+    pub key: String,
+    pub chunks: Vec<(u64, Bytes)>,
 }
 
 struct Inner {
@@ -22,7 +33,13 @@ struct Inner {
 
 impl ChunkCache {
     pub fn new(bytes_max: usize) -> ChunkCache {
+        ChunkCache::with_peers(bytes_max, Vec::new())
+    }
+
+    /// A cache that offers what its shard uploads to the shards behind `peers`.
+    pub fn with_peers(bytes_max: usize, peers: Vec<flume::Sender<Fill>>) -> ChunkCache {
         ChunkCache {
+            peers,
             inner: RefCell::new(Inner {
                 lru: LruCache::unbounded(),
                 bytes: 0,
@@ -65,6 +82,32 @@ impl ChunkCache {
         }
     }
 
+    /// Caches the chunks of a segment this shard just uploaded, and offers them to every other
+    /// shard. Called once the PUT succeeded and before the commit, so that the commit notice
+    /// that wakes a tailing fetch on any shard almost always finds the chunks there. An offer a
+    /// busy shard cannot take is dropped: its fetches then read from the store, as before.
+    pub fn insert_uploaded(&self, key: &str, chunks: Vec<(u64, Bytes)>) {
+        for peer in &self.peers {
+            let fill = Fill {
+                key: key.to_string(),
+                chunks: chunks.clone(),
+            };
+            if peer.try_send(fill).is_err() {
+                crate::metrics::record(|m| m.cache_fills_dropped += 1);
+            }
+        }
+        for (byte_pos, chunk) in chunks {
+            self.insert(key, byte_pos, chunk);
+        }
+    }
+
+    /// Takes another shard's offer.
+    pub fn apply(&self, fill: Fill) {
+        for (byte_pos, chunk) in fill.chunks {
+            self.insert(&fill.key, byte_pos, chunk);
+        }
+    }
+
     /// (bytes held, hits, misses).
     pub fn stats(&self) -> (usize, u64, u64) {
         let inner = self.inner.borrow();
@@ -75,6 +118,26 @@ impl ChunkCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_are_offered_to_the_other_shards() {
+        let (tx, rx) = flume::bounded(1);
+        let uploader = ChunkCache::with_peers(100, vec![tx]);
+        let other = ChunkCache::new(100);
+        let chunks = vec![
+            (0, Bytes::from_static(b"abc")),
+            (3, Bytes::from_static(b"de")),
+        ];
+        uploader.insert_uploaded("seg-1", chunks.clone());
+        assert_eq!(uploader.get("seg-1", 3).as_deref(), Some(&b"de"[..]));
+        other.apply(rx.try_recv().expect("offered"));
+        assert_eq!(other.get("seg-1", 0).as_deref(), Some(&b"abc"[..]));
+        // A full queue drops the offer; the uploader keeps its own copy.
+        uploader.insert_uploaded("seg-2", chunks.clone());
+        uploader.insert_uploaded("seg-3", chunks);
+        assert_eq!(rx.len(), 1);
+        assert!(uploader.get("seg-3", 0).is_some());
+    }
 
     #[test]
     fn evicts_least_recently_used_to_stay_bounded() {

@@ -150,6 +150,8 @@ pub struct Counters {
     pub long_poll_wakeups: u64,
     /// Waiting fetches that reached their max wait.
     pub long_poll_timeouts: u64,
+    /// Uploaded chunks offered to another shard's cache that its full queue turned away.
+    pub cache_fills_dropped: u64,
 }
 
 impl Default for Counters {
@@ -180,6 +182,7 @@ impl Default for Counters {
             long_poll_waits: 0,
             long_poll_wakeups: 0,
             long_poll_timeouts: 0,
+            cache_fills_dropped: 0,
         }
     }
 }
@@ -218,6 +221,7 @@ impl Counters {
         self.long_poll_waits += o.long_poll_waits;
         self.long_poll_wakeups += o.long_poll_wakeups;
         self.long_poll_timeouts += o.long_poll_timeouts;
+        self.cache_fills_dropped += o.cache_fills_dropped;
     }
 }
 

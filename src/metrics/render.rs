@@ -403,6 +403,12 @@ impl Collector for Scrape {
             "Chunk reads that went to the object store.",
             sum(|s| s.gauges.cache_misses),
         )?;
+        counter(
+            &mut e,
+            "weft_cache_fills_dropped",
+            "Segments another shard offered to a shard's cache while its queue was full.",
+            t.cache_fills_dropped,
+        )?;
         gauge(
             &mut e,
             "weft_cache_bytes",

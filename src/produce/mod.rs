@@ -222,6 +222,20 @@ impl ShardProducer {
         let encoded = segment::encode(created_ms, &sealed.chunks);
         let key = segment::object_key(self.shard_id, created_ms);
         let put = self.store.put(&key, encoded.bytes.clone()).await;
+        if put.is_ok() {
+            // Tailing consumers, on this shard or another, read what was just uploaded from
+            // memory, not with a GET.
+            let chunks = encoded
+                .chunks
+                .iter()
+                .map(|c| {
+                    let start = c.byte_pos as usize;
+                    let chunk = encoded.bytes.slice(start..start + c.byte_len as usize);
+                    (c.byte_pos, chunk)
+                })
+                .collect();
+            self.cache.insert_uploaded(&key, chunks);
+        }
 
         // Commit in seal order, whatever order the PUTs finished in.
         while self.next_commit_seq.get() != seq {
@@ -267,12 +281,6 @@ impl ShardProducer {
 
         match outcome {
             Ok((commit, committed)) => {
-                // Tailing consumers read what was just uploaded from memory, not from a GET.
-                for c in &encoded.chunks {
-                    let range = c.byte_pos as usize..c.byte_pos as usize + c.byte_len as usize;
-                    self.cache
-                        .insert(&key, c.byte_pos, encoded.bytes.slice(range));
-                }
                 for (reply, slots) in sealed.waiters {
                     let batches = slots
                         .iter()
