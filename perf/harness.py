@@ -59,6 +59,8 @@ CFG = {
     "weft_preset": os.environ.get("WEFT_PRESET", "low-latency"),
     # A second weft agent with `--flush-preset cost`, run at (b) only, for the PUT target.
     "weft_cost": os.environ.get("WEFT_COST", "0" if QUICK else "1") not in ("", "0"),
+    # Extra flags of the cost-preset agent, e.g. a larger segment target.
+    "weft_cost_args": os.environ.get("WEFT_COST_ARGS", "").split(),
     "scenarios": os.environ.get("SCENARIOS", "a,b,c,d").split(","),
 }
 
@@ -290,7 +292,7 @@ class Broker:
 
 
 class Weft(Broker):
-    def __init__(self, name, store, run_dir, preset, bucket):
+    def __init__(self, name, store, run_dir, preset, bucket, extra_args=()):
         self.name, self.bucket, self.kind = name, bucket, "weft"
         self.port, self.http_port = free_port(), free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"weft-perf-{name}-"))
@@ -300,7 +302,7 @@ class Weft(Broker):
             "--http-addr", f"127.0.0.1:{self.http_port}", "--data-dir", str(self.data_dir),
             "--bucket-url",
             f"s3://{bucket}?endpoint={store.endpoint}&region=us-east-1",
-            "--flush-preset", preset,
+            "--flush-preset", preset, *extra_args,
         ]
         if CFG["weft_cores"]:
             self.argv += ["--cores", CFG["weft_cores"]]
@@ -727,7 +729,8 @@ def main():
         log(f"tansu on {brokers[1].bootstrap} (pid {brokers[1].proc.pid})")
         extra = []
         if CFG["weft_cost"] and "b" in CFG["scenarios"]:
-            w = Weft("weft-cost", ctx.store, run_dir, "cost", "weft-cost")
+            w = Weft("weft-cost", ctx.store, run_dir, "cost", "weft-cost",
+                     CFG["weft_cost_args"])
             tmpdirs.append(w.data_dir)
             extra.append(w)
             log(f"weft-cost on {w.bootstrap} (pid {w.proc.pid})")
@@ -768,6 +771,16 @@ def main():
                                  capture_output=True, text=True).stdout
             results.setdefault("client_connections_at_end", {})[b.name] = \
                 len(out.strip().splitlines())
+        # weft's whole scrape (latency histograms of requests, object store and metadata
+        # store, flush reasons, cache hits, connections per shard), for reading afterwards.
+        for b in brokers + extra:
+            if b.kind == "weft":
+                try:
+                    status, text = http_get(f"http://127.0.0.1:{b.http_port}/metrics")
+                    if status == 200:
+                        (ctx.raw / f"{b.name}-metrics-at-end.txt").write_text(text)
+                except Exception as e:
+                    results["errors"].append(f"scraping {b.name}: {e}")
         for b in brokers + extra:
             t = time.time()
             stop(b.proc, grace=30)

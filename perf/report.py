@@ -115,13 +115,15 @@ def targets(res):
                 verdict(ok)))
 
     p_p = med(res.agg("b", PEER, "counters.put_per_gb"))
+    extra = " ".join(res.d["config"].get("weft_cost_args") or [])
+    cost_args = f" `{extra}`" if extra else ""
     for name in ("weft", "weft-cost"):
         p_w = med(res.agg("b", name, "counters.put_per_gb"))
         if p_w is None and name == "weft-cost":
             continue
         ok = None if p_w is None or p_p is None else p_w <= p_p / 50
         label = "PUTs per GB at (b) ≤ 1/50 of peer" + (
-            " (weft, `cost` preset)" if name == "weft-cost" else " (weft, default preset)")
+            f" (weft, `cost` preset{cost_args})" if name == "weft-cost" else " (weft, default preset)")
         out.append((label, f"{fmt(p_w)} vs {fmt(p_p)} PUT/GB (limit {fmt(p_p / 50 if p_p else None)})",
                     verdict(ok)))
 
@@ -205,8 +207,9 @@ def render(run_dir):
              "phase, per GB as above; `store CPU` is SeaweedFS's over the same phase.")
     L.append(f"- weft ran with `--flush-preset {cfg['weft_preset']}`"
              f"{' and --cores ' + cfg['weft_cores'] if cfg['weft_cores'] else ' on every core'}."
-             + (" A second weft agent (`weft-cost`, `--flush-preset cost`, own bucket) ran "
-                "scenario (b) only." if cfg.get("weft_cost") else ""))
+             + (" A second weft agent (`weft-cost`, `--flush-preset cost"
+                + "".join(" " + a for a in cfg.get("weft_cost_args") or [])
+                + "`, own bucket) ran scenario (b) only." if cfg.get("weft_cost") else ""))
     L.append("- Broker order alternates between repetitions.")
     L.append("")
 
