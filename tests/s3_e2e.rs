@@ -152,6 +152,23 @@ fn client_round_trip_against_seaweedfs() {
         let body = Bytes::from((0..100_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>());
         s.put("segments/a.seg", body.clone()).await.expect("put");
         assert_eq!(s.get("segments/a.seg").await.expect("get"), body);
+        // The checksum sent with a PUT is checked by the store: a wrong one is refused, not
+        // stored (the produce path sends the CRC it derived while encoding the segment).
+        let crc = crc32c::crc32c(&body);
+        let refused = s
+            .put_with_crc32c("checked/b.seg", body.clone(), crc ^ 1)
+            .await;
+        assert!(
+            matches!(refused, Err(ObjectStoreError::Rejected { status: 400, .. })),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            s.get("checked/b.seg").await,
+            Err(ObjectStoreError::NotFound { .. })
+        ));
+        s.put_with_crc32c("checked/b.seg", body.clone(), crc)
+            .await
+            .expect("put with the right CRC");
         assert_eq!(s.head("segments/a.seg").await.expect("head"), 100_000);
         assert_eq!(
             s.get_range("segments/a.seg", 1000..1010)

@@ -27,6 +27,15 @@ impl<S: ObjectStore> ObjectStore for Metered<S> {
         timed(StoreOp::Put, self.0.put(key, body)).await
     }
 
+    async fn put_with_crc32c(
+        &self,
+        key: &str,
+        body: Bytes,
+        crc32c: u32,
+    ) -> Result<(), ObjectStoreError> {
+        timed(StoreOp::Put, self.0.put_with_crc32c(key, body, crc32c)).await
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectStoreError> {
         timed(StoreOp::GetRange, self.0.get_range(key, range)).await
     }

@@ -74,6 +74,17 @@ fn status_text(status: &Option<u16>) -> String {
 pub trait ObjectStore {
     /// Writes `body` under `key`, durably, before returning.
     async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError>;
+    /// As [`ObjectStore::put`], with the body's CRC-32C already known: a store that checks
+    /// integrity on arrival is sent this one instead of reading the body again.
+    async fn put_with_crc32c(
+        &self,
+        key: &str,
+        body: Bytes,
+        crc32c: u32,
+    ) -> Result<(), ObjectStoreError> {
+        let _ = crc32c;
+        self.put(key, body).await
+    }
     /// Reads `range` of the object.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectStoreError>;
     /// Reads the whole object.

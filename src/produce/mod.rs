@@ -221,7 +221,10 @@ impl ShardProducer {
         let created_ms = now_ms();
         let encoded = segment::encode(created_ms, &sealed.chunks);
         let key = segment::object_key(self.shard_id, created_ms);
-        let put = self.store.put(&key, encoded.bytes.clone()).await;
+        let put = self
+            .store
+            .put_with_crc32c(&key, encoded.bytes.clone(), encoded.crc32c)
+            .await;
         if put.is_ok() {
             // Tailing consumers, on this shard or another, read what was just uploaded from
             // memory, not with a GET.

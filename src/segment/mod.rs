@@ -62,7 +62,9 @@ pub const FOOTER_LEN: usize = 28;
 pub struct ChunkInput {
     pub topic_id: Uuid,
     pub partition: i32,
-    /// Raw Kafka v2 record batches, written untouched in this order.
+    /// Raw Kafka v2 record batches, written untouched in this order. Their CRCs must have
+    /// been checked: the chunk's checksum is derived from them (shorter blobs than a batch
+    /// header are checksummed directly).
     pub batches: Vec<Bytes>,
     pub offset_count: u32,
     pub max_timestamp_ms: i64,
@@ -92,6 +94,8 @@ impl ChunkEntry {
 #[derive(Clone, Debug)]
 pub struct EncodedSegment {
     pub bytes: Bytes,
+    /// CRC-32C of `bytes`.
+    pub crc32c: u32,
     /// The index, in chunk order, for the metadata store.
     pub chunks: Vec<ChunkEntry>,
 }
@@ -178,7 +182,7 @@ pub fn encode(created_ms: i64, chunks: &[ChunkInput]) -> EncodedSegment {
         let byte_pos = out.len() as u64;
         let mut crc = 0;
         for batch in &chunk.batches {
-            crc = crc32c::crc32c_append(crc, batch);
+            crc = crc32c::crc32c_combine(crc, batch_crc32c(batch), batch.len());
             out.put_slice(batch);
         }
         entries.push(ChunkEntry {
@@ -215,10 +219,51 @@ pub fn encode(created_ms: i64, chunks: &[ChunkInput]) -> EncodedSegment {
     out.put_u32(crc32c::crc32c(&out[footer_pos..]));
     debug_assert_eq!(out.len(), total);
 
+    // The whole object's CRC-32C, for the store's own check on arrival, from the parts'
+    // without another pass over the data.
+    let mut crc = crc32c::crc32c(&out[..HEADER_LEN]);
+    for e in &entries {
+        crc = crc32c::crc32c_combine(crc, e.crc32c, e.byte_len as usize);
+    }
+    crc = crc32c::crc32c_combine(crc, index_crc, index_len as usize);
+    crc = crc32c::crc32c_combine(crc, crc32c::crc32c(&out[footer_pos..]), FOOTER_LEN);
+    debug_assert_eq!(crc, crc32c::crc32c(&out));
+
     EncodedSegment {
         bytes: out.freeze(),
         chunks: entries,
+        crc32c: crc,
     }
+}
+
+/// Offset of a v2 record batch's CRC field, and of the bytes it covers.
+const BATCH_CRC_AT: usize = 17;
+const BATCH_CRC_COVERS_FROM: usize = 21;
+
+/// CRC-32C of a whole record batch. Kafka's batch CRC already covers everything from byte 21
+/// on, and the produce path has checked it against the data, so only the 21 bytes before it
+/// are read: the batch is not scanned a second time. Anything too short to be a batch is
+/// checksummed directly.
+fn batch_crc32c(batch: &[u8]) -> u32 {
+    if batch.len() < crate::protocol::record_batch::HEADER_BYTES {
+        return crc32c::crc32c(batch);
+    }
+    let covered = u32::from_be_bytes(
+        batch[BATCH_CRC_AT..BATCH_CRC_COVERS_FROM]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let crc = crc32c::crc32c_combine(
+        crc32c::crc32c(&batch[..BATCH_CRC_COVERS_FROM]),
+        covered,
+        batch.len() - BATCH_CRC_COVERS_FROM,
+    );
+    debug_assert_eq!(
+        crc,
+        crc32c::crc32c(batch),
+        "batch CRC field does not match its data"
+    );
+    crc
 }
 
 /// Reads fields in order from a byte slice; running off the end is an error, never a panic.
@@ -472,7 +517,9 @@ mod tests {
             ChunkInput {
                 topic_id: topic(2),
                 partition: 0,
-                batches: vec![Bytes::from(vec![0xAB; 300])],
+                batches: vec![Bytes::from(
+                    crate::protocol::record_batch::build::uncompressed(3, &[0xAB; 80], 0),
+                )],
                 offset_count: 300,
                 max_timestamp_ms: i64::MAX,
             },

@@ -431,8 +431,8 @@ async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -
 }
 
 /// Standard base64 of a big-endian CRC-32C, as `x-amz-checksum-crc32c` wants it.
-fn crc32c_header(body: &[u8]) -> String {
-    base64(&crc32c::crc32c(body).to_be_bytes())
+fn crc32c_header(crc32c: u32) -> String {
+    base64(&crc32c.to_be_bytes())
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -459,8 +459,18 @@ fn base64(bytes: &[u8]) -> String {
 #[async_trait::async_trait(?Send)]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError> {
+        let crc = crc32c::crc32c(&body);
+        self.put_with_crc32c(key, body, crc).await
+    }
+
+    async fn put_with_crc32c(
+        &self,
+        key: &str,
+        body: Bytes,
+        crc32c: u32,
+    ) -> Result<(), ObjectStoreError> {
         validate_key(key)?;
-        let checksum = crc32c_header(&body);
+        let checksum = crc32c_header(crc32c);
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         action
             .headers_mut()
@@ -829,7 +839,7 @@ mod tests {
         assert_eq!(base64(&[0xff, 0xfe, 0xfd, 0xfc]), "//79/A==");
         // The CRC-32C check value of "123456789" is 0xe3069283.
         assert_eq!(
-            crc32c_header(b"123456789"),
+            crc32c_header(crc32c::crc32c(b"123456789")),
             base64(&[0xe3, 0x06, 0x92, 0x83])
         );
     }
