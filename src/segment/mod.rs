@@ -45,6 +45,8 @@
 //!
 //! A later format changes `version`; readers reject versions they do not know rather than guess.
 
+mod crc;
+
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -182,7 +184,7 @@ pub fn encode(created_ms: i64, chunks: &[ChunkInput]) -> EncodedSegment {
         let byte_pos = out.len() as u64;
         let mut crc = 0;
         for batch in &chunk.batches {
-            crc = crc32c::crc32c_combine(crc, batch_crc32c(batch), batch.len());
+            crc = crc::append_batch(crc, batch);
             out.put_slice(batch);
         }
         entries.push(ChunkEntry {
@@ -223,10 +225,10 @@ pub fn encode(created_ms: i64, chunks: &[ChunkInput]) -> EncodedSegment {
     // without another pass over the data.
     let mut crc = crc32c::crc32c(&out[..HEADER_LEN]);
     for e in &entries {
-        crc = crc32c::crc32c_combine(crc, e.crc32c, e.byte_len as usize);
+        crc = crc::combine(crc, e.crc32c, e.byte_len as usize);
     }
-    crc = crc32c::crc32c_combine(crc, index_crc, index_len as usize);
-    crc = crc32c::crc32c_combine(crc, crc32c::crc32c(&out[footer_pos..]), FOOTER_LEN);
+    crc = crc::combine(crc, index_crc, index_len as usize);
+    crc = crc::combine(crc, crc32c::crc32c(&out[footer_pos..]), FOOTER_LEN);
     debug_assert_eq!(crc, crc32c::crc32c(&out));
 
     EncodedSegment {
@@ -234,36 +236,6 @@ pub fn encode(created_ms: i64, chunks: &[ChunkInput]) -> EncodedSegment {
         chunks: entries,
         crc32c: crc,
     }
-}
-
-/// Offset of a v2 record batch's CRC field, and of the bytes it covers.
-const BATCH_CRC_AT: usize = 17;
-const BATCH_CRC_COVERS_FROM: usize = 21;
-
-/// CRC-32C of a whole record batch. Kafka's batch CRC already covers everything from byte 21
-/// on, and the produce path has checked it against the data, so only the 21 bytes before it
-/// are read: the batch is not scanned a second time. Anything too short to be a batch is
-/// checksummed directly.
-fn batch_crc32c(batch: &[u8]) -> u32 {
-    if batch.len() < crate::protocol::record_batch::HEADER_BYTES {
-        return crc32c::crc32c(batch);
-    }
-    let covered = u32::from_be_bytes(
-        batch[BATCH_CRC_AT..BATCH_CRC_COVERS_FROM]
-            .try_into()
-            .expect("4 bytes"),
-    );
-    let crc = crc32c::crc32c_combine(
-        crc32c::crc32c(&batch[..BATCH_CRC_COVERS_FROM]),
-        covered,
-        batch.len() - BATCH_CRC_COVERS_FROM,
-    );
-    debug_assert_eq!(
-        crc,
-        crc32c::crc32c(batch),
-        "batch CRC field does not match its data"
-    );
-    crc
 }
 
 /// Reads fields in order from a byte slice; running off the end is an error, never a panic.
