@@ -99,6 +99,13 @@ pub struct AgentArgs {
     #[arg(long, env = "WEFT_FLUSH_WHEN_IDLE", action = clap::ArgAction::Set)]
     pub flush_when_idle: Option<bool>,
 
+    /// A segment PUT to S3 still unanswered after this long is sent again under a new key,
+    /// and the first to land is kept, so one slow PUT does not hold back the acknowledgements
+    /// behind it (`off` to never). Segments of at most 1 MiB only. Default: the preset's (50ms
+    /// for low-latency, off for cost); off for other stores.
+    #[arg(long, env = "WEFT_PUT_HEDGE_AFTER", value_parser = parse_hedge_after)]
+    pub put_hedge_after: Option<Duration>,
+
     /// Create unknown topics on Metadata and Produce requests.
     #[arg(long, env = "WEFT_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
@@ -156,6 +163,7 @@ pub struct FlushSettings {
     pub segment_bytes_target: usize,
     pub uploads_inflight_max: usize,
     pub flush_when_idle: bool,
+    pub put_hedge_after: Option<Duration>,
 }
 
 impl FlushPreset {
@@ -166,14 +174,25 @@ impl FlushPreset {
                 segment_bytes_target: 8 * 1024 * 1024,
                 uploads_inflight_max: 4,
                 flush_when_idle: true,
+                put_hedge_after: Some(Duration::from_millis(50)),
             },
             FlushPreset::Cost => FlushSettings {
                 batch_timeout: Duration::from_millis(250),
                 segment_bytes_target: 8 * 1024 * 1024,
                 uploads_inflight_max: 4,
                 flush_when_idle: false,
+                put_hedge_after: None,
             },
         }
+    }
+}
+
+/// A duration, or `off` (zero) for "never".
+fn parse_hedge_after(s: &str) -> Result<Duration, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        Ok(Duration::ZERO)
+    } else {
+        parse_duration(s)
     }
 }
 
@@ -258,6 +277,13 @@ impl AgentConfig {
             .metadata_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("metadata.db").display()));
+        // Hedging pays against a remote store's latency outliers; a local one has none to hedge.
+        limits.put_hedge_after = match args.put_hedge_after {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None if bucket_url.starts_with("s3://") => preset.put_hedge_after,
+            None => None,
+        };
         let advertise_host = match &args.advertise_host {
             Some(h) if !h.is_empty() => h.clone(),
             _ => default_advertise_host(args.kafka_addr.ip()),
@@ -360,6 +386,31 @@ mod tests {
         assert_eq!(c.limits.segment_bytes_target, 8 * 1024 * 1024);
         assert_eq!(c.limits.uploads_inflight_max, 4);
         assert!(c.limits.flush_when_idle);
+    }
+
+    #[test]
+    fn puts_to_s3_are_hedged_under_low_latency_only() {
+        let hedge = |flags: &[&str]| {
+            AgentConfig::from_args(&args(flags))
+                .unwrap()
+                .limits
+                .put_hedge_after
+        };
+        let s3 = ["--bucket-url", "s3://b?endpoint=http://127.0.0.1:1"];
+        assert_eq!(hedge(&s3), Some(Duration::from_millis(50)));
+        assert_eq!(hedge(&[]), None, "a local store is not hedged");
+        assert_eq!(
+            hedge(&[&s3[..], &["--flush-preset", "cost"]].concat()),
+            None
+        );
+        assert_eq!(
+            hedge(&[&s3[..], &["--put-hedge-after", "off"]].concat()),
+            None
+        );
+        assert_eq!(
+            hedge(&["--put-hedge-after", "30ms"]),
+            Some(Duration::from_millis(30))
+        );
     }
 
     #[test]

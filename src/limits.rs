@@ -27,6 +27,10 @@ pub struct Limits {
     /// waiting for its size target or batch timeout. Trades PUTs for latency; see
     /// [`crate::config::FlushPreset`].
     pub flush_when_idle: bool,
+    /// A segment PUT still unanswered after this long is sent again under a new key, and the
+    /// first to land is kept (`None`: never). Only segments up to `put_hedge_bytes_max`.
+    pub put_hedge_after: Option<Duration>,
+    pub put_hedge_bytes_max: usize,
     /// Bytes of segment data a shard may buffer (open plus in flight) before produce requests wait.
     pub shard_produce_buffer_bytes_max: usize,
     /// Bytes a shard's fetch cache may hold.
@@ -144,6 +148,8 @@ impl Limits {
             batch_timeout: Duration::from_millis(250),
             uploads_inflight_max: 4,
             flush_when_idle: true,
+            put_hedge_after: None,
+            put_hedge_bytes_max: 1024 * 1024,
             shard_produce_buffer_bytes_max: 256 * 1024 * 1024,
             fetch_cache_bytes_max: 256 * 1024 * 1024,
             message_bytes_max_default: 1_048_588,
@@ -171,6 +177,8 @@ impl Limits {
             batch_timeout: Duration::from_millis(5),
             uploads_inflight_max: 2,
             flush_when_idle: true,
+            put_hedge_after: None,
+            put_hedge_bytes_max: 1024 * 1024,
             shard_produce_buffer_bytes_max: 4 * 1024 * 1024,
             fetch_cache_bytes_max: 256 * 1024,
             message_bytes_max_default: 64 * 1024,

@@ -152,6 +152,10 @@ pub struct Counters {
     pub long_poll_timeouts: u64,
     /// Uploaded chunks offered to another shard's cache that its full queue turned away.
     pub cache_fills_dropped: u64,
+    /// Segment PUTs sent a second time because the first was slow, and how often the second
+    /// landed first.
+    pub put_hedges: u64,
+    pub put_hedges_won: u64,
 }
 
 impl Default for Counters {
@@ -183,6 +187,8 @@ impl Default for Counters {
             long_poll_wakeups: 0,
             long_poll_timeouts: 0,
             cache_fills_dropped: 0,
+            put_hedges: 0,
+            put_hedges_won: 0,
         }
     }
 }
@@ -222,6 +228,8 @@ impl Counters {
         self.long_poll_wakeups += o.long_poll_wakeups;
         self.long_poll_timeouts += o.long_poll_timeouts;
         self.cache_fills_dropped += o.cache_fills_dropped;
+        self.put_hedges += o.put_hedges;
+        self.put_hedges_won += o.put_hedges_won;
     }
 }
 

@@ -372,6 +372,19 @@ impl Collector for Scrape {
             }),
         )?;
 
+        counter(
+            &mut e,
+            "weft_object_store_put_hedges",
+            "Segment PUTs sent again under a new key because the first was slow.",
+            t.put_hedges,
+        )?;
+        counter(
+            &mut e,
+            "weft_object_store_put_hedges_won",
+            "Hedged PUTs whose second copy landed first.",
+            t.put_hedges_won,
+        )?;
+
         // Metadata store.
         family(
             &mut e,

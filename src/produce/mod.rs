@@ -13,8 +13,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use event_listener::Event;
 use futures::channel::oneshot;
+use futures::future::{select, Either};
 
 use crate::fetch::cache::ChunkCache;
 use crate::limits::Limits;
@@ -75,6 +77,8 @@ pub struct ShardProducer {
     metadata: MetadataClient,
     cache: Rc<ChunkCache>,
     buffer_bytes_max: usize,
+    put_hedge_after: Option<std::time::Duration>,
+    put_hedge_bytes_max: usize,
     /// Bytes held by the open segment and by uploads not yet committed.
     buffered_bytes: Cell<usize>,
     uploads_inflight: Cell<usize>,
@@ -107,6 +111,8 @@ impl ShardProducer {
             metadata,
             cache,
             buffer_bytes_max: limits.shard_produce_buffer_bytes_max,
+            put_hedge_after: limits.put_hedge_after,
+            put_hedge_bytes_max: limits.put_hedge_bytes_max,
             buffered_bytes: Cell::new(0),
             uploads_inflight: Cell::new(0),
             timer_armed: Cell::new(false),
@@ -222,9 +228,14 @@ impl ShardProducer {
         let encoded = segment::encode(created_ms, &sealed.chunks);
         let key = segment::object_key(self.shard_id, created_ms);
         let put = self
-            .store
-            .put_with_crc32c(&key, encoded.bytes.clone(), encoded.crc32c)
+            .put_segment(key, encoded.bytes.clone(), encoded.crc32c, created_ms)
             .await;
+        // The key the segment landed under, or the first key when no PUT landed.
+        let key = match &put {
+            Ok(k) => k.clone(),
+            Err((k, _)) => k.clone(),
+        };
+        let put = put.map(drop).map_err(|(_, e)| e);
         if put.is_ok() {
             // Tailing consumers, on this shard or another, read what was just uploaded from
             // memory, not with a GET.
@@ -304,6 +315,63 @@ impl ShardProducer {
         }
         self.upload_done.notify(usize::MAX);
         self.pump();
+    }
+
+    /// PUTs a segment and returns the key it landed under.
+    ///
+    /// A small segment whose PUT is still unanswered after `put_hedge_after` is PUT again
+    /// under a fresh key, and whichever lands first is kept. Commits go in seal order (that is
+    /// what keeps each partition's order), so one slow PUT would hold back every
+    /// acknowledgement sealed after it; the object store's latency outliers are the usual
+    /// cause of produce tail latency. The other PUT is cancelled, and its key deleted in the
+    /// background in case it landed anyway. On failure, the error comes with the first key.
+    async fn put_segment(
+        &self,
+        key: String,
+        body: Bytes,
+        crc32c: u32,
+        created_ms: i64,
+    ) -> Result<String, (String, ObjectStoreError)> {
+        let put = |key: String| {
+            let (store, body) = (self.store.clone(), body.clone());
+            async move {
+                match store.put_with_crc32c(&key, body, crc32c).await {
+                    Ok(()) => Ok(key),
+                    Err(e) => Err((key, e)),
+                }
+            }
+        };
+        let hedge_after = match self.put_hedge_after {
+            Some(after) if body.len() <= self.put_hedge_bytes_max => after,
+            _ => return put(key).await,
+        };
+        let mut first = Box::pin(put(key.clone()));
+        let timer = glommio::timer::sleep(hedge_after);
+        let first = match select(first.as_mut(), std::pin::pin!(timer)).await {
+            Either::Left((done, _)) => return done,
+            Either::Right(_) => first,
+        };
+        let hedge_key = segment::object_key(self.shard_id, created_ms);
+        crate::metrics::record(|m| m.put_hedges += 1);
+        let second = Box::pin(put(hedge_key.clone()));
+        let (won, lost) = match select(first, second).await {
+            Either::Left((Ok(k), _)) => (k, hedge_key),
+            Either::Right((Ok(k), _)) => {
+                crate::metrics::record(|m| m.put_hedges_won += 1);
+                (k, key)
+            }
+            // One failed: the other decides.
+            Either::Left((Err(_), second)) => return second.await.map_err(|(_, e)| (key, e)),
+            Either::Right((Err(_), first)) => return first.await,
+        };
+        let store = self.store.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = store.delete(&lost).await {
+                tracing::debug!(key = lost, error = %e, "deleting the unused copy of a hedged PUT failed");
+            }
+        })
+        .detach();
+        Ok(won)
     }
 
     /// Flushes what is open and waits for every upload to finish. New appends are refused.
@@ -415,6 +483,76 @@ mod tests {
         async fn probe(&self) -> Result<(), ObjectStoreError> {
             Ok(())
         }
+    }
+
+    /// A bucket whose first PUT never answers; later PUTs land at once.
+    struct FirstPutHangs {
+        inner: MemStore,
+        puts_started: Cell<usize>,
+        deleted: RefCell<Vec<String>>,
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl ObjectStore for FirstPutHangs {
+        async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError> {
+            self.puts_started.set(self.puts_started.get() + 1);
+            if self.puts_started.get() == 1 {
+                futures::future::pending::<()>().await;
+            }
+            self.inner.put(key, body).await
+        }
+        async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, ObjectStoreError> {
+            self.inner.get_range(key, r).await
+        }
+        async fn get(&self, key: &str) -> Result<Bytes, ObjectStoreError> {
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), ObjectStoreError> {
+            self.deleted.borrow_mut().push(key.to_string());
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn probe(&self) -> Result<(), ObjectStoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_slow_put_is_hedged_and_the_copy_that_lands_is_committed() {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor")
+            .run(async {
+                let mut limits = Limits::test();
+                limits.put_hedge_after = Some(std::time::Duration::from_millis(20));
+                let store = Rc::new(FirstPutHangs {
+                    inner: MemStore::open("produce-hedged"),
+                    puts_started: Cell::new(0),
+                    deleted: RefCell::new(Vec::new()),
+                });
+                let metadata = crate::metadata::open("sqlite::memory:", 16).expect("metadata");
+                let producer = ShardProducer::new(
+                    0,
+                    &limits,
+                    store.clone(),
+                    metadata,
+                    Rc::new(ChunkCache::new(1024)),
+                );
+                // Without the hedge this would never be answered.
+                let _ = producer.append(append()).await;
+                assert_eq!(store.puts_started.get(), 2);
+                let landed = store.inner.list("segments/").await.expect("list");
+                assert_eq!(landed.len(), 1, "{landed:?}");
+                let counters = crate::metrics::local_counters();
+                assert_eq!((counters.put_hedges, counters.put_hedges_won), (1, 1));
+                // The hung copy's key is deleted in the background, in case it lands.
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                let deleted = store.deleted.borrow().clone();
+                assert_eq!(deleted.len(), 1);
+                assert_ne!(deleted[0], landed[0]);
+            });
     }
 
     fn append() -> Vec<Append> {
