@@ -263,6 +263,7 @@ async fn serve_shard(
         tracing::warn!(
             shard = shard.id,
             open = connections.open(),
+            connections = ?connections.describe(),
             "connections still open after the drain period"
         );
     }

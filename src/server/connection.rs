@@ -5,6 +5,7 @@
 //! order. A bounded queue between them caps the requests in flight per connection. Malformed
 //! input, an oversized frame or an unsupported API closes this connection only.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -23,7 +24,26 @@ use crate::shard::Shard;
 
 type Pending = Task<Result<Option<Bytes>, Disconnect>>;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+/// What a connection's reader and writer are doing, for the log line of a drain that times
+/// out: a connection that outlives its client has to say where it is stuck.
+#[derive(Default)]
+pub struct Phases {
+    reader: Cell<&'static str>,
+    writer: Cell<&'static str>,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reader {}, writer {}",
+            self.reader.get(),
+            self.writer.get()
+        )
+    }
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, phases: Rc<Phases>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
     }
@@ -31,11 +51,19 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (queue_tx, queue_rx) =
         local_channel::new_bounded::<Pending>(shard.config.limits.connection_inflight_requests_max);
 
+    let writer_phases = phases.clone();
     let writer_task = glommio::spawn_local(async move {
-        while let Some(pending) = queue_rx.recv().await {
+        let phase = |p: &'static str| writer_phases.writer.set(p);
+        loop {
+            phase("waiting for a request");
+            let Some(pending) = queue_rx.recv().await else {
+                break;
+            };
+            phase("waiting for a handler");
             match pending.await {
                 Ok(Some(response)) => {
                     tracing::trace!(%peer, bytes = response.len(), "response");
+                    phase("writing");
                     if let Err(e) = writer.write_all(&response).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         break;
@@ -49,7 +77,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 }
             }
         }
+        phase("closing");
         let _ = writer.close().await;
+        phase("closed");
     });
 
     let append_order = Rc::new(AppendOrder::default());
@@ -86,6 +116,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                     (glommio::spawn_local(async move { Err(e) }), true)
                 }
             };
+            phases.reader.set("queueing a request");
             if queue_tx.send(task).await.is_err() || last {
                 break 'read;
             }
@@ -99,6 +130,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             }
         };
         let space_len = space.len();
+        phases.reader.set("reading");
         match shard.shutdown.or_stop(reader.read(space)).await {
             Some(Ok(0)) => break,
             Some(Ok(n)) => {
@@ -114,5 +146,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         }
     }
     drop(queue_tx);
+    phases.reader.set("waiting for the writer");
     writer_task.await;
 }

@@ -1,7 +1,8 @@
 //! The shard's Kafka listener: its own SO_REUSEPORT socket on the shared address, so the kernel
 //! spreads new connections across shards.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -24,23 +25,47 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-/// Connections a shard is serving, so shutdown can wait for them to drain.
+/// Connections a shard is serving, so shutdown can wait for them to drain, and say which
+/// are still open, and where, if they do not.
 #[derive(Default)]
 pub struct Connections {
-    open: Cell<usize>,
+    open: RefCell<BTreeMap<u64, (SocketAddr, Rc<connection::Phases>)>>,
+    next_id: Cell<u64>,
     closed: Event,
 }
 
 impl Connections {
     pub fn open(&self) -> usize {
-        self.open.get()
+        self.open.borrow().len()
+    }
+
+    fn register(&self, peer: SocketAddr) -> (u64, Rc<connection::Phases>) {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let phases = Rc::new(connection::Phases::default());
+        self.open.borrow_mut().insert(id, (peer, phases.clone()));
+        (id, phases)
+    }
+
+    fn deregister(&self, id: u64) {
+        self.open.borrow_mut().remove(&id);
+        self.closed.notify(usize::MAX);
+    }
+
+    /// Each open connection's peer and what its reader and writer are doing.
+    pub fn describe(&self) -> Vec<String> {
+        self.open
+            .borrow()
+            .values()
+            .map(|(peer, p)| format!("{peer}: {p}"))
+            .collect()
     }
 
     /// Waits until every connection has closed.
     pub async fn drained(&self) {
-        while self.open.get() > 0 {
+        while self.open() > 0 {
             let l = self.closed.listen();
-            if self.open.get() > 0 {
+            if self.open() > 0 {
                 l.await;
             }
         }
@@ -72,13 +97,12 @@ pub async fn run(shard: Rc<Shard>, socket: Socket, connections: Rc<Connections>)
             continue;
         }
         crate::metrics::record(|m| m.connections_accepted += 1);
-        connections.open.set(connections.open.get() + 1);
+        let (id, phases) = connections.register(peer);
         let shard = shard.clone();
         let conns = connections.clone();
         glommio::spawn_local(async move {
-            connection::serve(shard, stream, peer).await;
-            conns.open.set(conns.open.get() - 1);
-            conns.closed.notify(usize::MAX);
+            connection::serve(shard, stream, peer, phases).await;
+            conns.deregister(id);
         })
         .detach();
     }
