@@ -32,7 +32,8 @@ pub struct Shard {
     pub answer_buf: std::cell::RefCell<bytes::BytesMut>,
 }
 
-/// The shard's stop signal: set once, awaited by the accept loop and every connection.
+/// A stop signal: set once, awaited by many. The shard's tells the accept loop and every
+/// connection to stop; a connection's own tells its reader that its writer has stopped.
 #[derive(Default)]
 pub struct Shutdown {
     stopping: Cell<bool>,

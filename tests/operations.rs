@@ -186,6 +186,67 @@ fn health_readiness_and_metrics_report_what_the_agent_did() {
     }
 }
 
+/// A client that pipelines more requests than a connection queues and then vanishes must not
+/// leave its connection open on the agent. It did: the writer stopped at its first failed
+/// write, and the reader waited for room in the full queue forever, so the connection was
+/// still counted, and every graceful stop waited out the drain period for it.
+#[test]
+fn a_client_that_vanishes_mid_pipeline_leaves_no_connection_behind() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, RequestHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    let agent = Agent::start();
+    create_topic(&agent, "pipelined", 1, &[]);
+    // Long polls on an empty partition, each answered after its 1 s wait.
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(1000)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("pipelined")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let mut wire = Vec::new();
+    // Twice what a connection queues (32), so the reader is left waiting for room.
+    for correlation_id in 0..64 {
+        let header = RequestHeader::default()
+            .with_request_api_key(1)
+            .with_request_api_version(12)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("vanishing")));
+        let mut body = bytes::BytesMut::new();
+        header.encode(&mut body, 2).unwrap();
+        fetch.encode(&mut body, 12).unwrap();
+        wire.extend_from_slice(&(body.len() as i32).to_be_bytes());
+        wire.extend_from_slice(&body);
+    }
+    let mut s = TcpStream::connect(agent.addr()).unwrap();
+    s.write_all(&wire).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Reset rather than close: the agent's first answer then fails to write.
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, text) = http_get(&agent, "/metrics");
+        let open = total(&samples(&text), "weft_connections", &[]);
+        if open == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} connection(s) still open 20 s after the client left\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A producer with retries keeps producing while its agent stops gracefully and starts again:
 /// every record is acknowledged (no error it could not retry) and stored exactly once.
 #[test]

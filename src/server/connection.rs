@@ -20,7 +20,7 @@ use crate::metrics::{self, Rejection};
 use crate::protocol::frame::FrameReader;
 use crate::server::dispatch::{self, Disconnect};
 use crate::server::ordering::AppendOrder;
-use crate::shard::Shard;
+use crate::shard::{Shard, Shutdown};
 
 type Pending = Task<Result<Option<Bytes>, Disconnect>>;
 
@@ -51,6 +51,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, phases
     let (queue_tx, queue_rx) =
         local_channel::new_bounded::<Pending>(shard.config.limits.connection_inflight_requests_max);
 
+    // Set when the writer stops. The reader must not rely on the queue to say so: glommio's
+    // bounded channel keeps a sender waiting for room forever once the receiver is dropped
+    // with the queue full, which left a connection open after its client had gone.
+    let writer_gone = Rc::new(Shutdown::default());
+    let gone = writer_gone.clone();
     let writer_phases = phases.clone();
     let writer_task = glommio::spawn_local(async move {
         let phase = |p: &'static str| writer_phases.writer.set(p);
@@ -77,6 +82,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, phases
                 }
             }
         }
+        gone.trigger();
         phase("closing");
         let _ = writer.close().await;
         phase("closed");
@@ -117,7 +123,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, phases
                 }
             };
             phases.reader.set("queueing a request");
-            if queue_tx.send(task).await.is_err() || last {
+            let queued = matches!(writer_gone.or_stop(queue_tx.send(task)).await, Some(Ok(())));
+            if !queued || last {
                 break 'read;
             }
         }
