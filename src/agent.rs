@@ -102,20 +102,16 @@ pub fn start(
     let pin_shards = config.cores <= online;
 
     // Every shard can reach every shard's group coordinator.
-    let (group_senders, group_receivers): (Vec<_>, Vec<_>) = (0..config.cores)
-        .map(|_| flume::bounded::<crate::groups::GroupCall>(config.limits.group_queue_depth))
-        .unzip();
-    let mut group_receivers = group_receivers.into_iter();
+    let (group_senders, mut group_receivers) =
+        per_shard_queues::<crate::groups::GroupCall>(config.cores, config.limits.group_queue_depth);
     // Shard 0 serves /metrics and asks every shard for its counters over these.
-    let (scrape_senders, scrape_receivers): (Vec<_>, Vec<_>) = (0..config.cores)
-        .map(|_| flume::bounded::<metrics::ScrapeCall>(4))
-        .unzip();
-    let mut scrape_receivers = scrape_receivers.into_iter();
+    let (scrape_senders, mut scrape_receivers) =
+        per_shard_queues::<metrics::ScrapeCall>(config.cores, 4);
     // Each shard offers the chunks it uploads to every other shard's cache.
-    let (fill_senders, fill_receivers): (Vec<_>, Vec<_>) = (0..config.cores)
-        .map(|_| flume::bounded::<crate::fetch::cache::Fill>(config.limits.cache_fill_queue_depth))
-        .unzip();
-    let mut fill_receivers = fill_receivers.into_iter();
+    let (fill_senders, mut fill_receivers) = per_shard_queues::<crate::fetch::cache::Fill>(
+        config.cores,
+        config.limits.cache_fill_queue_depth,
+    );
 
     let config = Arc::new(config);
     let mut senders = Vec::new();
@@ -210,6 +206,19 @@ pub fn start(
         Ok(())
     };
     Ok((stop, wait))
+}
+
+/// One bounded queue per shard: every sender (for whoever may call any shard), and the
+/// receivers in shard order, each taken by its shard.
+fn per_shard_queues<T>(
+    shards: usize,
+    depth: usize,
+) -> (
+    Vec<flume::Sender<T>>,
+    std::vec::IntoIter<flume::Receiver<T>>,
+) {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::bounded(depth)).unzip();
+    (senders, receivers.into_iter())
 }
 
 /// A shard's part in metrics scrapes.

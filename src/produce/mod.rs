@@ -231,11 +231,10 @@ impl ShardProducer {
             .put_segment(key, encoded.bytes.clone(), encoded.crc32c, created_ms)
             .await;
         // The key the segment landed under, or the first key when no PUT landed.
-        let key = match &put {
-            Ok(k) => k.clone(),
-            Err((k, _)) => k.clone(),
+        let (key, put) = match put {
+            Ok(k) => (k, Ok(())),
+            Err((k, e)) => (k, Err(e)),
         };
-        let put = put.map(drop).map_err(|(_, e)| e);
         if put.is_ok() {
             // Tailing consumers, on this shard or another, read what was just uploaded from
             // memory, not with a GET.
@@ -441,63 +440,57 @@ mod tests {
     use super::*;
     use crate::object_store::mem::MemStore;
 
-    /// A bucket whose PUTs wait until the test opens the gate.
-    struct GatedStore {
+    /// Which PUTs a [`TestStore`] holds back.
+    enum Gate {
+        /// Every PUT, until the test opens the gate.
+        UntilOpened { open: Cell<bool>, opened: Event },
+        /// The first PUT, forever; later ones land at once.
+        FirstForever,
+    }
+
+    /// A bucket in memory whose PUTs wait as its gate says, counting PUTs and deletes.
+    struct TestStore {
         inner: MemStore,
-        open: Cell<bool>,
-        opened: Event,
-        puts_started: Cell<usize>,
-    }
-
-    impl GatedStore {
-        fn open_gate(&self) {
-            self.open.set(true);
-            self.opened.notify(usize::MAX);
-        }
-    }
-
-    #[async_trait::async_trait(?Send)]
-    impl ObjectStore for GatedStore {
-        async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError> {
-            self.puts_started.set(self.puts_started.get() + 1);
-            while !self.open.get() {
-                let listener = self.opened.listen();
-                if !self.open.get() {
-                    listener.await;
-                }
-            }
-            self.inner.put(key, body).await
-        }
-        async fn get_range(&self, key: &str, r: Range<u64>) -> Result<Bytes, ObjectStoreError> {
-            self.inner.get_range(key, r).await
-        }
-        async fn get(&self, key: &str) -> Result<Bytes, ObjectStoreError> {
-            self.inner.get(key).await
-        }
-        async fn delete(&self, key: &str) -> Result<(), ObjectStoreError> {
-            self.inner.delete(key).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
-            self.inner.list(prefix).await
-        }
-        async fn probe(&self) -> Result<(), ObjectStoreError> {
-            Ok(())
-        }
-    }
-
-    /// A bucket whose first PUT never answers; later PUTs land at once.
-    struct FirstPutHangs {
-        inner: MemStore,
+        gate: Gate,
         puts_started: Cell<usize>,
         deleted: RefCell<Vec<String>>,
     }
 
+    impl TestStore {
+        fn new(name: &str, gate: Gate) -> Rc<TestStore> {
+            Rc::new(TestStore {
+                inner: MemStore::open(name),
+                gate,
+                puts_started: Cell::new(0),
+                deleted: RefCell::new(Vec::new()),
+            })
+        }
+
+        fn open_gate(&self) {
+            if let Gate::UntilOpened { open, opened } = &self.gate {
+                open.set(true);
+                opened.notify(usize::MAX);
+            }
+        }
+    }
+
     #[async_trait::async_trait(?Send)]
-    impl ObjectStore for FirstPutHangs {
+    impl ObjectStore for TestStore {
         async fn put(&self, key: &str, body: Bytes) -> Result<(), ObjectStoreError> {
             self.puts_started.set(self.puts_started.get() + 1);
-            if self.puts_started.get() == 1 {
-                futures::future::pending::<()>().await;
+            match &self.gate {
+                Gate::UntilOpened { open, opened } => {
+                    while !open.get() {
+                        let listener = opened.listen();
+                        if !open.get() {
+                            listener.await;
+                        }
+                    }
+                }
+                Gate::FirstForever if self.puts_started.get() == 1 => {
+                    futures::future::pending::<()>().await;
+                }
+                Gate::FirstForever => {}
             }
             self.inner.put(key, body).await
         }
@@ -527,11 +520,7 @@ mod tests {
             .run(async {
                 let mut limits = Limits::test();
                 limits.put_hedge_after = Some(std::time::Duration::from_millis(20));
-                let store = Rc::new(FirstPutHangs {
-                    inner: MemStore::open("produce-hedged"),
-                    puts_started: Cell::new(0),
-                    deleted: RefCell::new(Vec::new()),
-                });
+                let store = TestStore::new("produce-hedged", Gate::FirstForever);
                 let metadata = crate::metadata::open("sqlite::memory:", 16).expect("metadata");
                 let producer = ShardProducer::new(
                     0,
@@ -578,12 +567,13 @@ mod tests {
                 let mut limits = Limits::test();
                 limits.uploads_inflight_max = 1;
                 limits.batch_timeout = std::time::Duration::from_millis(1);
-                let store = Rc::new(GatedStore {
-                    inner: MemStore::open("produce-gated"),
-                    open: Cell::new(false),
-                    opened: Event::new(),
-                    puts_started: Cell::new(0),
-                });
+                let store = TestStore::new(
+                    "produce-gated",
+                    Gate::UntilOpened {
+                        open: Cell::new(false),
+                        opened: Event::new(),
+                    },
+                );
                 let metadata = crate::metadata::open("sqlite::memory:", 16).expect("metadata");
                 let producer = ShardProducer::new(
                     0,

@@ -24,8 +24,7 @@ const fn mul(a: u32, mut b: u32) -> u32 {
     product
 }
 
-/// x^(2^k) modulo the polynomial, for k in 0..32 (the powers cycle well before 2^32 bits
-/// matter here: lengths fit in 61 bits of bit count).
+/// x^(2^k) modulo the polynomial, for k in 0..64: one per bit of a length counted in bits.
 const X_POW_2K: [u32; 64] = {
     let mut t = [0u32; 64];
     t[0] = 1 << 30; // x^1
@@ -72,8 +71,10 @@ pub fn append_batch(crc: u32, batch: &[u8]) -> u32 {
     if batch.len() < DERIVE_FROM {
         return crc32c::crc32c_append(crc, batch);
     }
-    debug_assert_eq!(BATCH_CRC_AT + 4, BATCH_CRC_COVERS_FROM);
-    let covered = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
+    let field: [u8; 4] = batch[BATCH_CRC_AT..BATCH_CRC_COVERS_FROM]
+        .try_into()
+        .expect("the CRC field is 4 bytes");
+    let covered = u32::from_be_bytes(field);
     let head = crc32c::crc32c_append(crc, &batch[..BATCH_CRC_COVERS_FROM]);
     let extended = combine(head, covered, batch.len() - BATCH_CRC_COVERS_FROM);
     debug_assert_eq!(
